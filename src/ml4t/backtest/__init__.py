@@ -1,0 +1,60 @@
+"""ml4t.backtest: event-driven, point-in-time correct backtesting for ML strategies.
+
+The public API is everything in ``__all__``; see ``docs/user_guide.md``.
+"""
+
+from __future__ import annotations
+
+from .builtin.commission import NoCommission, PercentageCommission, PerShareCommission
+from .builtin.feeds import ParquetDataFeed, PolarsDataFeed
+from .builtin.sim_broker import SimulationBroker
+from .builtin.slippage import FixedSlippage, NoSlippage, PercentageSlippage
+from .core.broker import Broker, CommissionModel, SlippageModel
+from .core.context import Context
+from .core.data import Feed
+from .core.engine import DEFAULTS as _DEFAULTS
+from .core.engine import BacktestEngine
+from .core.events import FillEvent, MarketEvent, OrderEvent
+from .core.orders import Order, OrderSide, OrderStatus, OrderType, TimeInForce
+from .core.results import BacktestResult
+from .core.strategy import Strategy
+from .errors import BacktestError, ConfigError, DataValidationError, StrategyError
+from .io import read_ohlcv_csv
+
+__version__ = "0.1.0"
+
+_DEFAULTS.setdefault("broker", SimulationBroker)
+
+__all__ = [
+    "BacktestEngine",
+    "BacktestError",
+    "BacktestResult",
+    "Broker",
+    "CommissionModel",
+    "ConfigError",
+    "Context",
+    "DataValidationError",
+    "Feed",
+    "FillEvent",
+    "FixedSlippage",
+    "MarketEvent",
+    "NoCommission",
+    "NoSlippage",
+    "Order",
+    "OrderEvent",
+    "OrderSide",
+    "OrderStatus",
+    "OrderType",
+    "ParquetDataFeed",
+    "PerShareCommission",
+    "PercentageCommission",
+    "PercentageSlippage",
+    "PolarsDataFeed",
+    "SimulationBroker",
+    "SlippageModel",
+    "Strategy",
+    "StrategyError",
+    "TimeInForce",
+    "__version__",
+    "read_ohlcv_csv",
+]

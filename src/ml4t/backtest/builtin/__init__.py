@@ -1,0 +1,1 @@
+"""Builtin models: feeds, commission, slippage and the simulation broker."""

@@ -1,0 +1,109 @@
+"""Boundary validation of market data frames.
+
+Each check is one vectorised polars pass; the first offending row is looked up only when a
+check fails, so clean data pays a handful of column scans and nothing per row. Messages
+name the source, the column, the source row number (0-based, in file/frame order), the
+timestamp and the asset.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from ..errors import DataValidationError
+
+ROW = "__ml4t_row"
+TS = "timestamp"
+ASSET = "asset_id"
+OHLC = ("open", "high", "low", "close")
+
+
+def first_row_where(df: pl.DataFrame, cond: pl.Expr) -> dict[str, object] | None:
+    """Return the first row (as a dict) where ``cond`` holds, or ``None``."""
+    hit = df.filter(cond).head(1)
+    return hit.row(0, named=True) if hit.height else None
+
+
+def where(row: dict[str, object], has_asset: bool) -> str:
+    """Describe a row's position: source row, timestamp and asset."""
+    text = f"row {row.get(ROW)}, timestamp {row.get(TS)}"
+    if has_asset:
+        text += f", asset {row.get(ASSET)!r}"
+    return text
+
+
+def validate_rows(df: pl.DataFrame, source: str, value_columns: list[str]) -> None:
+    """Validate prices, volume and value columns of a normalised frame.
+
+    ``df`` has columns ``timestamp`` (int64 ns), optional ``asset_id``, OHLCV, the value
+    columns and the source row number. Raises :class:`DataValidationError` on the first
+    failing check.
+    """
+    has_asset = ASSET in df.columns
+    key_cols = [TS, ASSET] if has_asset else [TS]
+    for col in key_cols:
+        row = first_row_where(df, pl.col(col).is_null())
+        if row is not None:
+            raise DataValidationError(
+                f"{source}: column {col!r} has a null value at row {row[ROW]}"
+            )
+    for col in (*OHLC, "volume"):
+        row = first_row_where(df, pl.col(col).is_null() | pl.col(col).is_nan())
+        if row is not None:
+            raise DataValidationError(
+                f"{source}: column {col!r} is null/NaN at {where(row, has_asset)}"
+            )
+    for col in OHLC:
+        row = first_row_where(df, (pl.col(col) <= 0) | pl.col(col).is_infinite())
+        if row is not None:
+            raise DataValidationError(
+                f"{source}: column {col!r} must be positive and finite, got {row[col]!r} "
+                f"at {where(row, has_asset)}"
+            )
+    row = first_row_where(df, (pl.col("volume") < 0) | pl.col("volume").is_infinite())
+    if row is not None:
+        raise DataValidationError(
+            f"{source}: column 'volume' must be >= 0 and finite, got {row['volume']!r} "
+            f"at {where(row, has_asset)}"
+        )
+    row = first_row_where(df, pl.col("high") < pl.col("low"))
+    if row is not None:
+        raise DataValidationError(
+            f"{source}: column 'high' ({row['high']!r}) is below 'low' ({row['low']!r}) "
+            f"at {where(row, has_asset)}"
+        )
+    for col in ("close", "open"):
+        cond = (pl.col(col) > pl.col("high")) | (pl.col(col) < pl.col("low"))
+        row = first_row_where(df, cond)
+        if row is not None:
+            raise DataValidationError(
+                f"{source}: column {col!r} ({row[col]!r}) is outside [low, high] = "
+                f"[{row['low']!r}, {row['high']!r}] at {where(row, has_asset)}"
+            )
+    for col in value_columns:
+        row = first_row_where(df, pl.col(col).is_infinite())
+        if row is not None:
+            raise DataValidationError(
+                f"{source}: column {col!r} is infinite at {where(row, has_asset)}; "
+                "use NaN for a missing value"
+            )
+    check_order(df, source)
+
+
+def check_order(df: pl.DataFrame, source: str) -> None:
+    """Raise if timestamps decrease or a (timestamp, asset) pair repeats."""
+    has_asset = ASSET in df.columns
+    row = first_row_where(df, pl.col(TS).diff() < 0)
+    if row is not None:
+        raise DataValidationError(
+            f"{source}: column 'timestamp' is not sorted ascending: {where(row, has_asset)} "
+            "comes after a later timestamp; sort the data by timestamp first"
+        )
+    keys = [TS, ASSET] if has_asset else [TS]
+    row = first_row_where(df, pl.struct(keys).is_duplicated())
+    if row is not None:
+        what = "(timestamp, asset) pair" if has_asset else "timestamp"
+        raise DataValidationError(
+            f"{source}: duplicate {what} at {where(row, has_asset)}; each asset may have "
+            "one bar per timestamp"
+        )

@@ -1,0 +1,75 @@
+"""Builtin commission models.
+
+Each model is called once per fill with the positive quantity and the execution price
+(after slippage) and returns a non-negative amount in the account currency. Rates are
+fractions: ``0.001`` is 0.1 %.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ..errors import ConfigError
+
+__all__ = ["NoCommission", "PercentageCommission", "PerShareCommission"]
+
+
+def _non_negative(name: str, value: float) -> float:
+    value = float(value)
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
+    return value
+
+
+class NoCommission:
+    """Charge nothing."""
+
+    def calculate(self, quantity: float, price: float) -> float:
+        """Return 0."""
+        return 0.0
+
+    def __repr__(self) -> str:
+        return "NoCommission()"
+
+
+class PercentageCommission:
+    """Charge a fraction of the traded notional: ``rate * quantity * price``.
+
+    Parameters
+    ----------
+    rate : float
+        Fraction of notional, e.g. ``0.001`` for 10 basis points.
+    """
+
+    def __init__(self, rate: float) -> None:
+        self.rate = _non_negative("PercentageCommission rate", rate)
+
+    def calculate(self, quantity: float, price: float) -> float:
+        """Return ``rate * quantity * price``."""
+        return self.rate * quantity * price
+
+    def __repr__(self) -> str:
+        return f"PercentageCommission(rate={self.rate!r})"
+
+
+class PerShareCommission:
+    """Charge per unit traded, with a minimum per fill.
+
+    Parameters
+    ----------
+    cost_per_share : float
+        Currency per share (e.g. ``0.005``).
+    minimum : float, default 0.0
+        Minimum charge per fill, in currency.
+    """
+
+    def __init__(self, cost_per_share: float, minimum: float = 0.0) -> None:
+        self.cost_per_share = _non_negative("PerShareCommission cost_per_share", cost_per_share)
+        self.minimum = _non_negative("PerShareCommission minimum", minimum)
+
+    def calculate(self, quantity: float, price: float) -> float:
+        """Return ``max(minimum, cost_per_share * quantity)``."""
+        return max(self.minimum, self.cost_per_share * quantity)
+
+    def __repr__(self) -> str:
+        return f"PerShareCommission(cost_per_share={self.cost_per_share!r}, minimum={self.minimum!r})"

@@ -1,0 +1,311 @@
+"""Builtin data feeds: :class:`PolarsDataFeed` and :class:`ParquetDataFeed`.
+
+A feed validates its source once, at the boundary, and turns it into contiguous numpy
+arrays (see :mod:`ml4t.backtest.core.data`). In-memory frames are converted whole; lazy
+sources (LazyFrame, Parquet path or glob) are read one time window at a time with the
+window's predicate pushed down, so memory stays bounded by the window size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from ..core.data import PRICE_COLUMNS, RawBlock
+from ..errors import DataValidationError
+from ..io import FeedSource, to_polars
+from ._validation import ASSET, ROW, TS, check_order, first_row_where, validate_rows
+
+__all__ = ["ParquetDataFeed", "PolarsDataFeed"]
+
+_TS_ALIASES = ("timestamp", "datetime", "date", "time", "dt")
+_ASSET_ALIASES = ("asset_id", "symbol")
+
+
+class PolarsDataFeed:
+    """A feed over a polars frame, a pandas frame or Parquet files.
+
+    Parameters
+    ----------
+    data : DataFrame, LazyFrame, pandas.DataFrame, str or Path
+        Bars with a timestamp column, ``open, high, low, close, volume`` and extra
+        columns. Column names are matched case-insensitively. The timestamp column is
+        ``timestamp`` (or ``datetime``/``date``/``time``), a polars ``Datetime`` or
+        ``Date``. Long multi-asset frames carry an ``asset_id`` or ``symbol`` column.
+    asset_id : str, optional
+        Asset of a single-asset frame (one without an asset column).
+    signal_columns : list of str, optional
+        Columns delivered as ``event.signals``. When neither this nor ``asset_columns``
+        is given, every extra numeric column is a signal.
+    indicator_columns : list of str, optional
+        Columns delivered as ``event.indicators``.
+    asset_columns : dict, optional
+        ``{"signals": [...], "indicators": [...]}``; an alternative to the two above.
+    context_data : DataFrame, optional
+        Market-wide columns (VIX, SPY, ...) with a timestamp column, one row per
+        timestamp. Served through ``Context`` with as-of semantics.
+    timestamp_column, asset_column : str, optional
+        Override the column names that are detected automatically.
+    chunk_size : str, optional
+        Time window read at once from a lazy source, as a polars duration (``"1mo"``,
+        ``"1month"``, ``"2w"``, ``"1d"``). Defaults to one month for lazy sources; an
+        in-memory frame is converted whole.
+    name : str, optional
+        Name used in error messages (defaults to the file path or ``"frame"``).
+
+    Notes
+    -----
+    Signal values may be null or NaN: they reach the strategy as ``float('nan')``.
+    Prices and volume may not: every bar must have positive finite OHLC with
+    ``low <= open, close <= high`` and a non-negative volume.
+    """
+
+    def __init__(
+        self,
+        data: FeedSource,
+        asset_id: str | None = None,
+        *,
+        signal_columns: Sequence[str] | None = None,
+        indicator_columns: Sequence[str] | None = None,
+        asset_columns: Mapping[str, Sequence[str]] | None = None,
+        context_data: FeedSource | None = None,
+        timestamp_column: str | None = None,
+        asset_column: str | None = None,
+        chunk_size: str | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.name = name or (str(data) if isinstance(data, str | Path) else "frame")
+        frame = to_polars(data, self.name)
+        self._lazy = isinstance(frame, pl.LazyFrame)
+        lf = frame.lazy()
+        schema = _collect_schema(lf, self.name)
+        if asset_columns is not None:
+            unknown = set(asset_columns) - {"signals", "indicators"}
+            if unknown:
+                raise DataValidationError(
+                    f"{self.name}: asset_columns keys must be 'signals'/'indicators', "
+                    f"got {sorted(unknown)}"
+                )
+            signal_columns = list(asset_columns.get("signals", signal_columns or []))
+            indicator_columns = list(asset_columns.get("indicators", indicator_columns or []))
+        rename, ts_col, asset_col = self._resolve_columns(
+            schema, timestamp_column, asset_column, asset_id
+        )
+        self.timezone = _timezone_of(schema[ts_col], ts_col, self.name)
+        self.indicator_names = tuple(indicator_columns or ())
+        if signal_columns is None:
+            taken = {ts_col, asset_col, *rename, *self.indicator_names}
+            signal_columns = [c for c, t in schema.items() if c not in taken and t.is_numeric()]
+        self.signal_names = tuple(signal_columns)
+        for col in (*self.signal_names, *self.indicator_names):
+            if col not in schema:
+                raise DataValidationError(
+                    f"{self.name}: signal/indicator column {col!r} not found; columns are "
+                    f"{list(schema)}"
+                )
+            if not schema[col].is_numeric() and schema[col] != pl.Boolean:
+                raise DataValidationError(
+                    f"{self.name}: column {col!r} must be numeric, got {schema[col]}"
+                )
+        if len({*self.signal_names, *self.indicator_names, *PRICE_COLUMNS}) != (
+            len(self.signal_names) + len(self.indicator_names) + len(PRICE_COLUMNS)
+        ):
+            raise DataValidationError(
+                f"{self.name}: a column is listed twice among prices, signals and indicators"
+            )
+        self._value_cols = [*self.signal_names, *self.indicator_names]
+        exprs = [
+            pl.col(ts_col).cast(pl.Datetime("ns", self.timezone)).dt.epoch("ns").alias(TS),
+            *(pl.col(src).cast(pl.Float64).alias(dst) for src, dst in rename.items()),
+            *(pl.col(c).cast(pl.Float64) for c in self._value_cols),
+        ]
+        if asset_col is not None:
+            exprs.append(pl.col(asset_col).cast(pl.String).alias(ASSET))
+        self._frame = lf.with_row_index(ROW).select(pl.col(ROW), *exprs)
+        self._has_asset_col = asset_col is not None
+        self._single_asset = asset_id
+        self.chunk_size = _parse_chunk(chunk_size or ("1mo" if self._lazy else None), self.name)
+        self._context = _context_series(context_data, self.name, self.timezone)
+        if self._lazy:
+            self._scan_lazy()
+        else:
+            self._load_eager()
+
+    # --- set-up -------------------------------------------------------------------
+    def _resolve_columns(
+        self,
+        schema: Mapping[str, pl.DataType],
+        timestamp_column: str | None,
+        asset_column: str | None,
+        asset_id: str | None,
+    ) -> tuple[dict[str, str], str, str | None]:
+        lower = {c.lower(): c for c in schema}
+        ts_col = timestamp_column or next((lower[a] for a in _TS_ALIASES if a in lower), None)
+        if ts_col is None or ts_col not in schema:
+            raise DataValidationError(
+                f"{self.name}: missing required column 'timestamp' (or datetime/date); "
+                f"columns are {list(schema)}"
+            )
+        missing = [c for c in PRICE_COLUMNS if c not in lower]
+        if missing:
+            raise DataValidationError(
+                f"{self.name}: missing required column(s) {missing}; columns are {list(schema)}"
+            )
+        rename = {lower[c]: c for c in PRICE_COLUMNS}
+        asset_col = asset_column or next((lower[a] for a in _ASSET_ALIASES if a in lower), None)
+        if asset_column is not None and asset_column not in schema:
+            raise DataValidationError(f"{self.name}: asset column {asset_column!r} not found")
+        if asset_col is None and asset_id is None:
+            raise DataValidationError(
+                f"{self.name}: no 'asset_id' or 'symbol' column; pass asset_id= for a "
+                "single-asset frame"
+            )
+        if asset_col is not None and asset_id is not None:
+            raise DataValidationError(
+                f"{self.name}: the frame has an asset column {asset_col!r}; asset_id= is only "
+                "for single-asset frames"
+            )
+        return rename, ts_col, asset_col
+
+    def _load_eager(self) -> None:
+        df = self._frame.collect()
+        validate_rows(df, self.name, self._value_cols)
+        self._set_assets(df)
+        self._ts = df[TS].to_numpy()
+        self._code = self._codes(df)
+        self._cols = {c: _f64(df[c]) for c in (*PRICE_COLUMNS, *self._value_cols)}
+
+    def _scan_lazy(self) -> None:
+        keys = [TS, ASSET] if self._has_asset_col else [TS]
+        try:
+            df_keys = self._frame.select(pl.col(ROW), *(pl.col(k) for k in keys)).collect()
+        except pl.exceptions.PolarsError as exc:
+            raise DataValidationError(f"{self.name}: cannot read the data: {exc}") from exc
+        row = first_row_where(df_keys, pl.col(TS).is_null())
+        if row is not None:
+            raise DataValidationError(
+                f"{self.name}: column 'timestamp' has a null value at row {row[ROW]}"
+            )
+        check_order(df_keys, self.name)
+        self._set_assets(df_keys)
+        ts = df_keys[TS]
+        self._bounds = (int(ts.min()), int(ts.max())) if len(ts) else (0, -1)  # type: ignore[arg-type]
+
+    def _set_assets(self, df: pl.DataFrame) -> None:
+        if self._has_asset_col:
+            self.asset_ids: tuple[str, ...] = tuple(sorted(df[ASSET].unique().to_list()))
+        else:
+            self.asset_ids = (str(self._single_asset),)
+
+    def _codes(self, df: pl.DataFrame) -> np.ndarray:
+        if not self._has_asset_col:
+            return np.zeros(df.height, dtype=np.int32)
+        enum = pl.Enum(list(self.asset_ids))
+        return df[ASSET].cast(enum).to_physical().to_numpy().astype(np.int32)
+
+    # --- Feed protocol ---------------------------------------------------------------
+    def time_bounds(self) -> tuple[int, int]:
+        """Return the first and last timestamp (int ns UTC)."""
+        if self._lazy:
+            return self._bounds
+        if not self._ts.shape[0]:
+            return (0, -1)
+        return int(self._ts[0]), int(self._ts[-1])
+
+    def load(self, start_ns: int, end_ns: int) -> RawBlock:
+        """Return validated rows with ``start_ns <= ts < end_ns`` (local asset codes)."""
+        if not self._lazy:
+            lo, hi = np.searchsorted(self._ts, [start_ns, end_ns], side="left")
+            return RawBlock(
+                self._ts[lo:hi], self._code[lo:hi], {c: v[lo:hi] for c, v in self._cols.items()}
+            )
+        df = self._frame.filter((pl.col(TS) >= start_ns) & (pl.col(TS) < end_ns)).collect()
+        validate_rows(df, self.name, self._value_cols)
+        if self._has_asset_col:
+            extra = set(df[ASSET].unique().to_list()) - set(self.asset_ids)
+            if extra:  # pragma: no cover - the data changed under us
+                raise DataValidationError(f"{self.name}: unexpected assets {sorted(extra)}")
+        return RawBlock(
+            df[TS].to_numpy(),
+            self._codes(df),
+            {c: _f64(df[c]) for c in (*PRICE_COLUMNS, *self._value_cols)},
+        )
+
+    def context_frames(self) -> Mapping[str, tuple[np.ndarray, np.ndarray]]:
+        """Return the market-wide series carried by ``context_data``."""
+        return self._context
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self.name!r}, assets={len(self.asset_ids)}, "
+            f"signals={list(self.signal_names)})"
+        )
+
+
+class ParquetDataFeed(PolarsDataFeed):
+    """A :class:`PolarsDataFeed` reading Parquet file(s) lazily, one window at a time.
+
+    Parameters
+    ----------
+    path : str or Path
+        A Parquet file or a glob of files.
+    **kwargs
+        As for :class:`PolarsDataFeed`.
+    """
+
+    def __init__(self, path: str | Path, asset_id: str | None = None, **kwargs: Any) -> None:
+        path = str(path)
+        if path.lower().endswith(".csv"):
+            raise DataValidationError(f"{path}: ParquetDataFeed reads Parquet; use read_ohlcv_csv")
+        super().__init__(path, asset_id, **kwargs)
+
+
+def _collect_schema(lf: pl.LazyFrame, source: str) -> dict[str, pl.DataType]:
+    try:
+        return dict(lf.collect_schema())
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise DataValidationError(f"{source}: cannot read the data: {exc}") from exc
+
+
+def _timezone_of(dtype: pl.DataType, col: str, source: str) -> str | None:
+    if isinstance(dtype, pl.Datetime):
+        return dtype.time_zone
+    if dtype == pl.Date:
+        return None
+    raise DataValidationError(
+        f"{source}: column {col!r} must be a Datetime or Date, got {dtype}; parse it first, "
+        f"e.g. pl.col({col!r}).str.to_datetime()"
+    )
+
+
+def _f64(series: pl.Series) -> np.ndarray:
+    arr = series.fill_null(float("nan")).to_numpy()
+    return np.ascontiguousarray(arr, dtype=np.float64)
+
+
+def _parse_chunk(chunk: str | None, source: str) -> str | None:
+    if chunk is None:
+        return None
+    text = chunk.strip().lower().replace("months", "mo").replace("month", "mo")
+    text = text.replace("weeks", "w").replace("week", "w").replace("days", "d").replace("day", "d")
+    if not text or not text[0].isdigit() or text.lstrip("0123456789") not in ("mo", "w", "d"):
+        raise DataValidationError(
+            f"{source}: chunk_size {chunk!r} is not a duration like '1month', '2w' or '7d'"
+        )
+    return text
+
+
+def _context_series(
+    data: FeedSource | None, source: str, timezone: str | None
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    if data is None:
+        return {}
+    from ..core.context import series_from_frame
+
+    frame = to_polars(data, f"{source} context_data")
+    df = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
+    return series_from_frame(df, f"{source} context_data", timezone)

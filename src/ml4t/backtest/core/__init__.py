@@ -1,0 +1,1 @@
+"""The minimal core: events, orders, clock, broker contract, portfolio and engine loop."""

@@ -1,0 +1,106 @@
+"""The broker contract and the cost-model contracts.
+
+The engine talks to a broker only through :class:`Broker`. Cost models are plain objects
+the broker calls directly for every fill (never through a plugin hook in the loop).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from .clock import Clock
+    from .data import Chunk
+    from .orders import Order
+    from .portfolio import Portfolio
+
+__all__ = ["Broker", "BrokerListener", "CommissionModel", "SlippageModel"]
+
+
+@runtime_checkable
+class CommissionModel(Protocol):
+    """Commission charged on a fill.
+
+    ``calculate`` is called once per fill, after the fill price (including slippage) is
+    known. ``quantity`` is positive; ``price`` is the execution price. Return a
+    non-negative amount in the account currency.
+    """
+
+    def calculate(self, quantity: float, price: float) -> float:
+        """Return the commission for filling ``quantity`` units at ``price``."""
+        ...
+
+
+@runtime_checkable
+class SlippageModel(Protocol):
+    """Price adjustment applied to market and stop fills.
+
+    ``fill_price`` receives the base price (open, close or stop level), the side sign
+    (+1 buy, -1 sell), the positive quantity and the bar's volume. It returns the
+    execution price, which must be worse or equal for the trader: ``>= price`` for buys,
+    ``<= price`` for sells, and positive.
+    """
+
+    def fill_price(self, price: float, side: int, quantity: float, volume: float) -> float:
+        """Return the execution price after slippage."""
+        ...
+
+
+class BrokerListener(Protocol):
+    """Receives what the broker does to orders (implemented by the engine)."""
+
+    def order_filled(self, order: Order, fill: object) -> None:
+        """Report a fill (a :class:`~ml4t.backtest.FillEvent`)."""
+        ...
+
+    def order_rejected(self, order: Order, reason: str) -> None:
+        """Report a rejection; ``order.status`` is already ``REJECTED``."""
+        ...
+
+    def order_cancelled(self, order: Order, reason: str) -> None:
+        """Report a cancellation or expiry."""
+        ...
+
+
+@runtime_checkable
+class Broker(Protocol):
+    """What the engine needs from a broker.
+
+    Call order per timestamp: ``process_open`` (orders from earlier bars against this
+    bar), strategy callbacks (which call ``submit_order``/``cancel_order``),
+    ``process_close`` (orders that fill at this bar's close); ``end_session`` after
+    the last bar of each session. ``has_pending`` lets the engine skip the phases when no order
+    is working, which keeps the loop cheap.
+    """
+
+    portfolio: Portfolio
+    has_pending: bool
+
+    def setup(self, asset_ids: Sequence[str], listener: BrokerListener, clock: Clock) -> None:
+        """Create the portfolio for these assets and remember the listener and clock."""
+        ...
+
+    def submit_order(self, order: Order) -> Order:
+        """Accept (or reject) an order placed at the current timestamp."""
+        ...
+
+    def cancel_order(self, order_id: int) -> bool:
+        """Cancel a working order; return False if it is not working."""
+        ...
+
+    def open_orders(self, asset_id: str | None = None) -> list[Order]:
+        """Return the working orders, optionally of one asset."""
+        ...
+
+    def process_open(self, chunk: Chunk, i: int) -> None:
+        """Match working orders against timestamp ``i`` of ``chunk`` before the strategy."""
+        ...
+
+    def process_close(self, chunk: Chunk, i: int) -> None:
+        """Fill orders that execute at this timestamp's close."""
+        ...
+
+    def end_session(self, last_ts_ns: int) -> None:
+        """Expire orders whose time in force ends with the session ending at ``last_ts_ns``."""
+        ...

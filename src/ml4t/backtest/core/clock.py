@@ -1,0 +1,128 @@
+"""The clock: walks merged blocks of every feed in time order.
+
+The clock owns "now": the engine advances it once per timestamp, and the strategy,
+broker and history all read it, so none of them can look past the bar being handled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import DataValidationError
+from .data import Block, Feed, RawBlock, make_ts_converter, merge_raw_blocks
+
+__all__ = ["Clock"]
+
+_DEFAULT_WINDOW = "1mo"
+
+
+class Clock:
+    """Merge several feeds chronologically with a stable asset order.
+
+    Parameters
+    ----------
+    feeds : sequence of Feed
+        The feeds; asset codes are assigned feed by feed, each feed's assets sorted.
+
+    Attributes
+    ----------
+    asset_ids : list of str
+        Every asset, in code order (the order assets appear within a timestamp).
+    now_ns : int
+        Timestamp being handled (int ns UTC); ``-1`` before the first bar.
+    now_index : int
+        Number of timestamps handled before the current one.
+    """
+
+    def __init__(self, feeds: Sequence[Feed]) -> None:
+        if not feeds:
+            raise DataValidationError("no data feed given")
+        self.feeds = list(feeds)
+        zones = {f.timezone for f in self.feeds}
+        if len({z is None for z in zones}) > 1:
+            described = ", ".join(f"{f.name}: {f.timezone or 'naive'}" for f in self.feeds)
+            raise DataValidationError(
+                f"feeds mix timezone-aware and naive timestamps ({described}); make all of "
+                "them timezone-aware or all naive"
+            )
+        self.timezone: str | None = self.feeds[0].timezone
+        self.to_datetime: Callable[[int], datetime] = make_ts_converter(self.timezone)
+        self.asset_ids: list[str] = []
+        self._maps: list[np.ndarray] = []
+        owner: dict[str, str] = {}
+        for feed in self.feeds:
+            codes = []
+            for a in feed.asset_ids:
+                if a in owner:
+                    raise DataValidationError(
+                        f"asset {a!r} is provided by two feeds ({owner[a]!r} and {feed.name!r})"
+                    )
+                owner[a] = feed.name
+                codes.append(len(self.asset_ids))
+                self.asset_ids.append(a)
+            self._maps.append(np.asarray(codes, dtype=np.int32))
+        sig: dict[str, None] = {}
+        ind: dict[str, None] = {}
+        for feed in self.feeds:
+            sig.update(dict.fromkeys(feed.signal_names))
+            ind.update(dict.fromkeys(feed.indicator_names))
+        self.signal_names = tuple(sig)
+        self.indicator_names = tuple(ind)
+        self.columns = ("open", "high", "low", "close", "volume", *sig, *ind)
+        self.now_ns = -1
+        self.now_index = 0
+
+    def windows(self) -> list[tuple[int, int]]:
+        """Return the ``[start, end)`` time windows blocks are loaded in."""
+        bounds = [f.time_bounds() for f in self.feeds]
+        bounds = [b for b in bounds if b[1] >= b[0]]
+        if not bounds:
+            return []
+        lo = min(b[0] for b in bounds)
+        hi = max(b[1] for b in bounds) + 1
+        sizes = [getattr(f, "chunk_size", None) for f in self.feeds]
+        sizes = [s for s in sizes if s]
+        if not sizes:
+            return [(lo, hi)]
+        freq = _pandas_freq(min(sizes, key=_approx_days))
+        edges = pd.date_range(
+            pd.Timestamp(lo).floor("D"), pd.Timestamp(hi), freq=freq
+        ).asi8.tolist()
+        cuts = [lo, *[e for e in edges if lo < e < hi], hi]
+        return list(zip(cuts[:-1], cuts[1:], strict=True))
+
+    def blocks(self) -> Iterator[Block]:
+        """Yield merged blocks in time order."""
+        for start, end in self.windows():
+            parts = []
+            for feed, mapping in zip(self.feeds, self._maps, strict=True):
+                raw = feed.load(start, end)
+                parts.append(RawBlock(raw.ts, mapping[raw.code], raw.cols))
+            block = merge_raw_blocks(parts, self.columns)
+            if block.ts.shape[0]:
+                yield block
+
+
+def _approx_days(size: str) -> float:
+    n = int(size.rstrip("modw"))
+    unit = size[len(str(n)) :]
+    return n * {"mo": 30.0, "w": 7.0, "d": 1.0}[unit]
+
+
+def _pandas_freq(size: str) -> str:
+    n = int(size.rstrip("modw"))
+    unit = size[len(str(n)) :]
+    return f"{n}" + {"mo": "MS", "w": "W-MON", "d": "D"}[unit]
+
+
+def describe_ts(to_dt: Callable[[int], datetime], ts: Any) -> str:
+    """Return a readable timestamp for messages."""
+    try:
+        return to_dt(int(ts)).isoformat()
+    except (TypeError, ValueError, OverflowError):
+        return str(ts)

@@ -1,0 +1,266 @@
+"""The result of a backtest: frames, metrics and metadata, and how they are written."""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import polars as pl
+
+from .metrics import compute_metrics
+
+if TYPE_CHECKING:
+    from .engine import BacktestEngine
+
+__all__ = ["BacktestResult", "build_result"]
+
+
+class BacktestResult:
+    """Everything a run produced.
+
+    Attributes
+    ----------
+    trades_df : polars.DataFrame
+        One row per round trip (see ``docs/user_guide.md`` for the columns).
+    fills_df : polars.DataFrame
+        One row per fill.
+    orders_df : polars.DataFrame
+        Every order event: submitted, filled, rejected, cancelled, expired, with reasons.
+    portfolio_df : polars.DataFrame
+        One row per timestamp: equity, cash, positions value, leverage, returns.
+    metrics : dict
+        Performance metrics (see :mod:`ml4t.backtest.core.metrics`).
+    metadata : dict
+        Run name, strategy, broker settings, feeds, versions, ``complete``.
+    elapsed_time : float
+        Wall-clock seconds of the run.
+    complete : bool
+        False for the partial result attached to a :class:`StrategyError`.
+    """
+
+    def __init__(self, trades_df: pl.DataFrame, fills_df: pl.DataFrame, orders_df: pl.DataFrame,
+                 portfolio_df: pl.DataFrame, metrics: dict[str, Any], metadata: dict[str, Any],
+                 elapsed_time: float, complete: bool) -> None:
+        self.trades_df = trades_df
+        self.fills_df = fills_df
+        self.orders_df = orders_df
+        self.portfolio_df = portfolio_df
+        self.metrics = metrics
+        self.metadata = metadata
+        self.elapsed_time = elapsed_time
+        self.complete = complete
+
+    @property
+    def final_equity(self) -> float:
+        """Equity at the last timestamp."""
+        return float(self.metrics["final_equity"])
+
+    @property
+    def total_return(self) -> float:
+        """``final_equity / initial_cash - 1``."""
+        return float(self.metrics["total_return"])
+
+    def summary(self) -> str:
+        """Return a printable table of the main metrics."""
+        rows = [
+            ("complete", str(self.complete)),
+            ("bars (timestamps)", f"{self.portfolio_df.height:,}"),
+        ]
+        fmt = {
+            "initial_cash": "{:,.2f}", "final_equity": "{:,.2f}", "total_return": "{:.2%}",
+            "cagr": "{:.2%}", "volatility": "{:.2%}", "sharpe_ratio": "{:.3f}",
+            "sortino_ratio": "{:.3f}", "max_drawdown": "{:.2%}", "calmar_ratio": "{:.3f}",
+            "num_trades": "{:d}", "win_rate": "{:.2%}", "profit_factor": "{:.3f}",
+            "avg_trade_pnl": "{:,.2f}", "avg_holding_period": "{:.1f} bars",
+            "exposure": "{:.2%}", "turnover": "{:.2f}", "total_commission": "{:,.2f}",
+            "total_slippage": "{:,.2f}", "num_rejected_orders": "{:d}",
+        }
+        for key, f in fmt.items():
+            value = self.metrics.get(key)
+            if value is None:
+                continue
+            text = "nan" if isinstance(value, float) and math.isnan(value) else f.format(value)
+            rows.append((key, text))
+        rows.append(("elapsed_time", f"{self.elapsed_time:.3f} s"))
+        width = max(len(k) for k, _ in rows)
+        return "\n".join(f"{k:<{width}}  {v:>18}" for k, v in rows)
+
+    def to_parquet(self, directory: str | Path) -> Path:
+        """Write every frame as Parquet plus ``metrics.json`` and ``metadata.json``.
+
+        Returns the directory. The metadata is also stored in each Parquet file's
+        key-value metadata under ``ml4t.backtest``.
+        """
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        meta = json.dumps(self.metadata, default=str)
+        for name in ("trades", "fills", "orders", "portfolio"):
+            frame: pl.DataFrame = getattr(self, f"{name}_df")
+            frame.write_parquet(out / f"{name}.parquet", metadata={"ml4t.backtest": meta})
+        (out / "metrics.json").write_text(json.dumps(_jsonable(self.metrics), indent=2))
+        (out / "metadata.json").write_text(json.dumps(self.metadata, indent=2, default=str))
+        return out
+
+    def __repr__(self) -> str:
+        return (
+            f"BacktestResult(final_equity={self.final_equity:,.2f}, "
+            f"total_return={self.total_return:.4%}, trades={self.trades_df.height}, "
+            f"complete={self.complete})"
+        )
+
+
+def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, float) and not math.isfinite(v):
+            out[k] = None if math.isnan(v) else ("inf" if v > 0 else "-inf")
+        else:
+            out[k] = v
+    return out
+
+
+def _dt(values: Any, timezone: str | None) -> pl.Series:
+    s = pl.Series(values, dtype=pl.Int64).cast(pl.Datetime("ns"))
+    if timezone is not None:
+        s = s.dt.replace_time_zone("UTC").dt.convert_time_zone(timezone)
+    return s
+
+
+def build_result(engine: BacktestEngine, ts_parts: list[np.ndarray], rec: dict[str, list[float]],
+                 elapsed: float, complete: bool) -> BacktestResult:
+    """Assemble the result frames from what the loop recorded."""
+    clock, broker = engine.clock, engine.broker
+    pf = broker.portfolio
+    tz = clock.timezone
+    n = len(rec["cash"])
+    ts = np.concatenate(ts_parts)[:n] if ts_parts else np.empty(0, dtype=np.int64)
+    cash = np.asarray(rec["cash"], dtype=np.float64)
+    net = np.asarray(rec["net"], dtype=np.float64)
+    gross = np.asarray(rec["gross"], dtype=np.float64)
+    npos = np.asarray(rec["npos"], dtype=np.int64)
+    equity = cash + net
+    initial = pf.initial_cash
+    prev = np.concatenate(([initial], equity[:-1])) if n else np.empty(0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        portfolio_df = pl.DataFrame({
+            "timestamp": _dt(ts, tz),
+            "equity": equity,
+            "cash": cash,
+            "positions_value": net,
+            "num_positions": npos,
+            "gross_leverage": gross / equity,
+            "net_leverage": net / equity,
+            "return": equity / prev - 1.0,
+            "cumulative_return": equity / initial - 1.0,
+        })
+    fills = pf.fills
+    fills_df = pl.DataFrame(
+        {
+            "timestamp": _dt([f[0] for f in fills], tz),
+            "order_id": pl.Series([f[2] for f in fills], dtype=pl.Int64),
+            "asset_id": pl.Series([f[3] for f in fills], dtype=pl.String),
+            "side": pl.Series(["buy" if f[4] > 0 else "sell" for f in fills], dtype=pl.String),
+            "quantity": pl.Series([abs(f[4]) for f in fills], dtype=pl.Float64),
+            "price": pl.Series([f[5] for f in fills], dtype=pl.Float64),
+            "commission": pl.Series([f[6] for f in fills], dtype=pl.Float64),
+            "slippage": pl.Series([f[7] for f in fills], dtype=pl.Float64),
+            "tag": pl.Series([f[8] for f in fills], dtype=pl.String),
+            "realized_pnl": pl.Series([f[9] for f in fills], dtype=pl.Float64),
+        }
+    ).with_columns((pl.col("quantity") * pl.col("price")).alias("value"))
+    log = broker.order_log
+    orders_df = pl.DataFrame(
+        {
+            "timestamp": _dt([o[0] for o in log], tz),
+            "order_id": pl.Series([o[1] for o in log], dtype=pl.Int64),
+            "asset_id": pl.Series([o[2] for o in log], dtype=pl.String),
+            "side": pl.Series([o[3] for o in log], dtype=pl.String),
+            "quantity": pl.Series([o[4] for o in log], dtype=pl.Float64),
+            "order_type": pl.Series([o[5] for o in log], dtype=pl.String),
+            "limit_price": pl.Series([o[6] for o in log], dtype=pl.Float64),
+            "stop_price": pl.Series([o[7] for o in log], dtype=pl.Float64),
+            "time_in_force": pl.Series([o[8] for o in log], dtype=pl.String),
+            "event": pl.Series([o[9] for o in log], dtype=pl.String),
+            "reason": pl.Series([o[10] for o in log], dtype=pl.String),
+            "tag": pl.Series([o[11] for o in log], dtype=pl.String),
+        }
+    )
+    trades_df = _trades_frame(pf.trades.closed, clock.signal_names, engine.context.names, tz)
+    closed = trades_df.filter(~pl.col("is_open"))
+    metrics = compute_metrics(
+        ts, equity, initial, npos,
+        closed["pnl_net"].to_numpy(), closed["holding_period_bars"].to_numpy(),
+        closed["holding_period"].dt.total_seconds().to_numpy().astype(np.float64),
+        fills_df["value"].to_numpy(),
+    )
+    metrics["total_commission"] = pf.total_commission
+    metrics["total_slippage"] = pf.total_slippage
+    metrics["num_fills"] = fills_df.height
+    metrics["num_rejected_orders"] = int((orders_df["event"] == "rejected").sum())
+    metadata = {
+        "name": engine.name,
+        "strategy": type(engine.strategy).__qualname__,
+        "broker": broker.settings() if hasattr(broker, "settings") else repr(broker),
+        "feeds": [repr(f) for f in engine.feeds],
+        "assets": len(clock.asset_ids),
+        "timezone": tz,
+        "complete": complete,
+        "created_at": datetime.now(UTC).isoformat(),
+        "versions": _versions(),
+    }
+    return BacktestResult(trades_df, fills_df, orders_df, portfolio_df, metrics, metadata,
+                          elapsed, complete)
+
+
+def _trades_frame(closed: list[dict[str, Any]], signal_names: tuple[str, ...],
+                  context_names: list[str], tz: str | None) -> pl.DataFrame:
+    nan = float("nan")
+    base = [k for k in (closed[0] if closed else _EMPTY_TRADE) if not k.startswith("_")]
+    data: dict[str, Any] = {k: [t[k] for t in closed] for k in base}
+    for prefix, key, names in (
+        ("entry_signal_", "_entry_signals", signal_names),
+        ("exit_signal_", "_exit_signals", signal_names),
+        ("entry_context_", "_entry_context", context_names),
+        ("exit_context_", "_exit_context", context_names),
+    ):
+        for name in names:
+            data[prefix + name] = pl.Series([t[key].get(name, nan) for t in closed],
+                                            dtype=pl.Float64)
+    schema = {k: _EMPTY_TRADE[k] for k in base}
+    df = pl.DataFrame({k: pl.Series(v, dtype=schema.get(k)) if k in schema else v
+                       for k, v in data.items()})
+    df = df.with_columns(
+        _dt(df["entry_timestamp"], tz).alias("entry_timestamp"),
+        _dt(df["exit_timestamp"], tz).alias("exit_timestamp"),
+    )
+    df = df.with_columns((pl.col("exit_timestamp") - pl.col("entry_timestamp")).alias("holding_period"))
+    return df
+
+
+_EMPTY_TRADE: dict[str, Any] = {
+    "trade_id": pl.Int64, "asset_id": pl.String, "direction": pl.String,
+    "entry_timestamp": pl.Int64, "exit_timestamp": pl.Int64, "entry_price": pl.Float64,
+    "exit_price": pl.Float64, "quantity": pl.Float64, "entry_commission": pl.Float64,
+    "exit_commission": pl.Float64, "commission": pl.Float64, "slippage": pl.Float64,
+    "pnl_gross": pl.Float64, "pnl_net": pl.Float64, "pnl_percent": pl.Float64,
+    "holding_period_bars": pl.Int64, "mfe": pl.Float64, "mae": pl.Float64,
+    "mfe_pct": pl.Float64, "mae_pct": pl.Float64, "exit_reason": pl.String, "is_open": pl.Boolean,
+    "_entry_signals": None, "_exit_signals": None, "_entry_context": None, "_exit_context": None,
+}
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for dist in ("ml4t-backtest", "polars", "numpy"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            out[dist] = "not installed"
+    return out

@@ -1,0 +1,315 @@
+"""The per-bar strategy base class and its trading helpers.
+
+Subclass :class:`Strategy` and implement :meth:`Strategy.on_market_data`. Helpers read
+the portfolio and submit orders through the broker; sizing helpers price orders at the
+asset's latest close (the bar being handled), and the order then fills according to the
+broker's fill timing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .orders import Order, OrderSide, OrderType, TimeInForce
+
+if TYPE_CHECKING:
+    from .context import Context
+    from .engine import BacktestEngine
+    from .events import FillEvent, MarketEvent
+
+__all__ = ["Strategy"]
+
+
+class Strategy:
+    """Base class of per-bar strategies.
+
+    Lifecycle (all optional except :meth:`on_market_data`): :meth:`on_start`, then per
+    session :meth:`before_trading_start`, per bar :meth:`on_market_data`, per fill
+    :meth:`on_fill`, per rejection :meth:`on_order_rejected`, per cancellation or expiry
+    :meth:`on_order_cancelled`, per session :meth:`after_trading_end`, and finally
+    :meth:`on_end`.
+
+    Notes
+    -----
+    Quantities are positive; ``sell`` opens a short only when the broker allows shorting.
+    Target helpers (``order_target_*``, ``rebalance_to_weights``) compute the difference
+    to the current position and ignore orders still working, as Backtrader and Zipline do.
+    """
+
+    _engine: BacktestEngine
+
+    # --- lifecycle -----------------------------------------------------------------------
+    def on_start(self) -> None:
+        """Run once before the first bar."""
+
+    def before_trading_start(self, timestamp: datetime, context: Context) -> None:
+        """Run once per session before its first bar; ``timestamp`` is that bar's time.
+
+        Data and context are as of just before the session's first bar, and orders
+        placed here can fill at that bar's open.
+        """
+
+    def on_market_data(self, event: MarketEvent, context: Context) -> None:
+        """Handle one bar of one asset (after the bar has closed)."""
+        raise NotImplementedError("a Strategy must implement on_market_data(event, context)")
+
+    def on_fill(self, fill: FillEvent) -> None:
+        """Run after each fill."""
+
+    def on_order_rejected(self, order: Order, reason: str) -> None:
+        """Run when an order is rejected; ``reason`` says why."""
+
+    def on_order_cancelled(self, order: Order, reason: str) -> None:
+        """Run when an order is cancelled or expires."""
+
+    def after_trading_end(self, timestamp: datetime, context: Context) -> None:
+        """Run once per session after its last bar; ``timestamp`` is that bar's time."""
+
+    def on_end(self, result: Any) -> None:
+        """Run once after the last bar with the :class:`BacktestResult`."""
+
+    # --- state ---------------------------------------------------------------------------
+    def _bind(self, engine: BacktestEngine) -> None:
+        self._engine = engine
+        self._broker = engine.broker
+        self._pf = engine.broker.portfolio
+        self._pos = self._pf.position_by_id
+
+    @property
+    def current_time(self) -> datetime:
+        """Timestamp of the bar being handled."""
+        clock = self._engine.clock
+        return clock.to_datetime(clock.now_ns)
+
+    def get_position(self, asset_id: str) -> float:
+        """Return the signed quantity held (0.0 when flat)."""
+        return self._pos.get(asset_id, 0.0)
+
+    @property
+    def positions(self) -> dict[str, float]:
+        """Return a copy of ``{asset_id: signed quantity}`` for non-zero positions."""
+        return dict(self._pos)
+
+    def get_position_value(self, asset_id: str) -> float:
+        """Return the position's market value at the asset's latest close."""
+        code = self._code(asset_id)
+        q = self._pf.qty[code]
+        return 0.0 if q == 0 else q * self._pf.last_price[code]
+
+    def get_unrealized_pnl_pct(self, asset_id: str) -> float:
+        """Return the open position's return since entry (0.0 when flat).
+
+        Positive when the position is in profit, for longs and shorts alike.
+        """
+        code = self._code(asset_id)
+        q = self._pf.qty[code]
+        if q == 0:
+            return 0.0
+        avg = self._pf.avg_cost[code]
+        return (self._pf.last_price[code] / avg - 1.0) * (1.0 if q > 0 else -1.0)
+
+    def get_cash(self) -> float:
+        """Return the cash balance."""
+        return self._pf.cash
+
+    def get_equity(self) -> float:
+        """Return cash plus the market value of all positions at the latest closes."""
+        return self._pf.equity()
+
+    def history(self, asset_id: str, field: str, n: int) -> np.ndarray:
+        """Return the last ``n`` values of ``field`` for ``asset_id``, oldest first.
+
+        ``field`` is a price column (``open``, ``high``, ``low``, ``close``, ``volume``),
+        a signal or an indicator. Only bars at or before the current timestamp are
+        returned, so fewer than ``n`` values come back near the start of the data.
+        """
+        if n <= 0:
+            raise ValueError(f"history needs n > 0, got {n}")
+        return self._engine.history.get(self._code(asset_id), field, int(n))
+
+    # --- orders --------------------------------------------------------------------------
+    def submit_order(self, order: Order) -> Order:
+        """Submit an order; rejections are reported to :meth:`on_order_rejected`."""
+        engine = self._engine
+        code = self._pf.code_of.get(order.asset_id)
+        if code is not None:
+            order._signals_snapshot = engine.signals_now(code)
+        order._context_snapshot = engine.context_now()
+        return self._broker.submit_order(order)
+
+    def buy(
+        self,
+        asset_id: str,
+        quantity: float,
+        limit_price: float | None = None,
+        stop_price: float | None = None,
+        time_in_force: TimeInForce | str = TimeInForce.GTC,
+        tag: str | None = None,
+    ) -> Order:
+        """Buy ``quantity`` units (market, or limit/stop when a price is given)."""
+        return self.submit_order(
+            _make(asset_id, OrderSide.BUY, quantity, limit_price, stop_price, time_in_force, tag)
+        )
+
+    def sell(
+        self,
+        asset_id: str,
+        quantity: float,
+        limit_price: float | None = None,
+        stop_price: float | None = None,
+        time_in_force: TimeInForce | str = TimeInForce.GTC,
+        tag: str | None = None,
+    ) -> Order:
+        """Sell ``quantity`` units (market, or limit/stop when a price is given)."""
+        return self.submit_order(
+            _make(asset_id, OrderSide.SELL, quantity, limit_price, stop_price, time_in_force, tag)
+        )
+
+    def buy_percent(self, asset_id: str, percent: float, **kwargs: Any) -> Order:
+        """Buy with ``percent`` (a fraction, 0.95 = 95 %) of the available cash.
+
+        The quantity is ``percent * cash / latest close``; if the price moves before the
+        fill, the broker's ``cash_policy`` decides between rejecting and resizing.
+        """
+        _check_fraction("percent", percent)
+        qty = self._round(percent * self._pf.cash / self._price(asset_id))
+        return self.buy(asset_id, qty, **kwargs)
+
+    def sell_percent(self, asset_id: str, percent: float, **kwargs: Any) -> Order:
+        """Sell ``percent`` (a fraction) of the current long position."""
+        _check_fraction("percent", percent)
+        held = max(self.get_position(asset_id), 0.0)
+        return self.sell(asset_id, self._round(percent * held), **kwargs)
+
+    def close_position(self, asset_id: str, tag: str | None = None) -> Order | None:
+        """Close the whole position with a market order; return None when flat."""
+        held = self.get_position(asset_id)
+        if held == 0:
+            return None
+        side = OrderSide.SELL if held > 0 else OrderSide.BUY
+        return self.submit_order(Order(asset_id, side, abs(held), tag=tag))
+
+    def reduce_position(self, asset_id: str, fraction: float, tag: str | None = None) -> Order | None:
+        """Close ``fraction`` (0..1] of the position with a market order."""
+        _check_fraction("fraction", fraction)
+        held = self.get_position(asset_id)
+        qty = self._round(abs(held) * fraction)
+        if held == 0:
+            return None
+        side = OrderSide.SELL if held > 0 else OrderSide.BUY
+        return self.submit_order(Order(asset_id, side, qty, tag=tag))
+
+    def order_target_quantity(self, asset_id: str, target: float, tag: str | None = None) -> Order | None:
+        """Trade to hold ``target`` units (negative = short); None when already there."""
+        delta = self._round_signed(target - self.get_position(asset_id))
+        if delta == 0:
+            return None
+        side = OrderSide.BUY if delta > 0 else OrderSide.SELL
+        return self.submit_order(Order(asset_id, side, abs(delta), tag=tag))
+
+    def order_target_value(self, asset_id: str, value: float, tag: str | None = None) -> Order | None:
+        """Trade to hold ``value`` currency of the asset at its latest close."""
+        return self.order_target_quantity(asset_id, value / self._price(asset_id), tag=tag)
+
+    def order_target_percent(self, asset_id: str, percent: float, tag: str | None = None) -> Order | None:
+        """Trade so the position is ``percent`` (a fraction) of current equity."""
+        return self.order_target_value(asset_id, percent * self._pf.equity(), tag=tag)
+
+    def rebalance_to_weights(self, weights: Mapping[str, float], tag: str | None = None) -> list[Order]:
+        """Trade every asset to ``weight * equity``; held assets not listed go to zero.
+
+        Equity is measured once, sells are submitted before buys.
+        """
+        equity = self._pf.equity()
+        targets = dict.fromkeys(self._pos, 0.0)
+        targets.update(weights)
+        orders: list[tuple[float, str, float]] = []
+        for asset_id, weight in targets.items():
+            if not math.isfinite(weight):
+                raise ValueError(f"weight for {asset_id!r} must be finite, got {weight!r}")
+            qty = weight * equity / self._price(asset_id) if weight else 0.0
+            delta = self._round_signed(qty - self.get_position(asset_id))
+            if delta != 0:
+                orders.append((delta, asset_id, qty))
+        out = []
+        for delta, asset_id, _ in sorted(orders, key=lambda t: t[0] > 0):
+            side = OrderSide.BUY if delta > 0 else OrderSide.SELL
+            out.append(self.submit_order(Order(asset_id, side, abs(delta), tag=tag)))
+        return out
+
+    def size_by_confidence(
+        self,
+        asset_id: str,
+        confidence: float,
+        max_percent: float = 1.0,
+        min_confidence: float = 0.0,
+        tag: str | None = None,
+    ) -> Order | None:
+        """Target a position of ``max_percent * scaled confidence`` of equity.
+
+        Confidence is rescaled linearly from ``[min_confidence, 1]`` to ``[0, 1]`` and
+        clipped; a NaN confidence places no order.
+        """
+        if not math.isfinite(confidence):
+            return None
+        if not 0 <= min_confidence < 1:
+            raise ValueError(f"min_confidence must be in [0, 1), got {min_confidence!r}")
+        scaled = min(max((confidence - min_confidence) / (1 - min_confidence), 0.0), 1.0)
+        return self.order_target_percent(asset_id, max_percent * scaled, tag=tag)
+
+    def cancel_order(self, order: Order | int) -> bool:
+        """Cancel a working order (by object or id); return False if it is not working."""
+        order_id = order.order_id if isinstance(order, Order) else int(order)
+        return self._broker.cancel_order(order_id)
+
+    def get_open_orders(self, asset_id: str | None = None) -> list[Order]:
+        """Return working orders, optionally only those of ``asset_id``."""
+        return self._broker.open_orders(asset_id)
+
+    # --- internals ----------------------------------------------------------------------
+    def _code(self, asset_id: str) -> int:
+        code = self._pf.code_of.get(asset_id)
+        if code is None:
+            raise KeyError(f"unknown asset {asset_id!r}")
+        return code
+
+    def _price(self, asset_id: str) -> float:
+        price = self._pf.last_price[self._code(asset_id)]
+        if not price > 0:
+            raise ValueError(f"no price for {asset_id!r} yet: it has had no bar at or before now")
+        return price
+
+    def _round(self, qty: float) -> float:
+        return qty if self._broker.fractional else float(math.floor(qty + 1e-9))
+
+    def _round_signed(self, qty: float) -> float:
+        if self._broker.fractional:
+            return 0.0 if abs(qty) < 1e-12 else qty
+        return float(math.trunc(qty + (1e-9 if qty > 0 else -1e-9)))
+
+
+def _make(
+    asset_id: str,
+    side: OrderSide,
+    quantity: float,
+    limit_price: float | None,
+    stop_price: float | None,
+    tif: TimeInForce | str,
+    tag: str | None,
+) -> Order:
+    if limit_price is not None and stop_price is not None:
+        raise ValueError("stop-limit orders are not supported yet; give limit_price or stop_price")
+    kind = OrderType.LIMIT if limit_price is not None else (
+        OrderType.STOP if stop_price is not None else OrderType.MARKET
+    )
+    return Order(asset_id, side, quantity, kind, limit_price, stop_price, tif, tag)
+
+
+def _check_fraction(name: str, value: float) -> None:
+    if not (math.isfinite(value) and 0 < value <= 1):
+        raise ValueError(f"{name} must be a fraction in (0, 1], got {value!r}")

@@ -1,0 +1,189 @@
+"""Round-trip trade tracking.
+
+A trade runs from flat to flat in one asset. Adding to a position averages the entry
+price; partial exits average the exit price; a fill that crosses zero closes the trade
+and opens a new one in the other direction, with the commission split pro rata.
+Excursions (MFE/MAE) are measured over the asset's bars from the entry fill's bar to the
+exit fill's bar, inclusive, by a scanner the engine supplies.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["OpenTrade", "TradeTracker"]
+
+Scanner = Callable[[int, int, int], tuple[float, float]]
+
+
+class OpenTrade:
+    """Mutable state of a trade that is still open."""
+
+    __slots__ = (
+        "asset_id",
+        "code",
+        "direction",
+        "entry_commission",
+        "entry_context",
+        "entry_index",
+        "entry_qty",
+        "entry_signals",
+        "entry_slippage",
+        "entry_ts",
+        "entry_value",
+        "exit_commission",
+        "exit_qty",
+        "exit_slippage",
+        "exit_value",
+        "hi",
+        "lo",
+        "qty",
+        "scan_from",
+        "trade_id",
+    )
+
+    def __init__(self, trade_id: int, code: int, asset_id: str, direction: int, ts: int,
+                 ts_index: int, order: Any) -> None:
+        self.trade_id = trade_id
+        self.code = code
+        self.asset_id = asset_id
+        self.direction = direction
+        self.entry_ts = ts
+        self.entry_index = ts_index
+        self.qty = 0.0
+        self.entry_qty = self.entry_value = self.entry_commission = self.entry_slippage = 0.0
+        self.exit_qty = self.exit_value = self.exit_commission = self.exit_slippage = 0.0
+        self.entry_signals: dict[str, float] = order._signals_snapshot or {}
+        self.entry_context: dict[str, float] = order._context_snapshot or {}
+        self.hi = -math.inf
+        self.lo = math.inf
+        self.scan_from = ts
+
+    @property
+    def entry_price(self) -> float:
+        """Quantity-weighted average entry price."""
+        return self.entry_value / self.entry_qty if self.entry_qty else math.nan
+
+
+class TradeTracker:
+    """Builds round-trip trade records from fills."""
+
+    def __init__(self) -> None:
+        self.open: dict[int, OpenTrade] = {}
+        self.closed: list[dict[str, Any]] = []
+        self.scanner: Scanner | None = None
+        self._next_id = 0
+
+    def on_fill(self, code: int, asset_id: str, old: float, signed_qty: float, price: float,
+                commission: float, slippage: float, ts: int, ts_index: int, order: Any) -> None:
+        """Update trades with one fill (called by the portfolio)."""
+        qty = abs(signed_qty)
+        direction = 1 if signed_qty > 0 else -1
+        remaining = qty
+        if old != 0 and (old > 0) != (signed_qty > 0):
+            trade = self.open[code]
+            closing = min(qty, abs(old))
+            share = closing / qty
+            trade.exit_qty += closing
+            trade.exit_value += closing * price
+            trade.exit_commission += commission * share
+            trade.exit_slippage += slippage * share
+            trade.qty -= closing
+            remaining = qty - closing
+            if remaining <= 1e-12 * max(1.0, qty) and trade.qty > 1e-12 * max(1.0, trade.entry_qty):
+                return
+            self._close(trade, ts, ts_index, order, is_open=False, mark_price=math.nan)
+            if remaining <= 1e-12 * max(1.0, qty):
+                return
+            commission *= remaining / qty
+            slippage *= remaining / qty
+        trade = self.open.get(code)
+        if trade is None:
+            trade = OpenTrade(self._next_id, code, asset_id, direction, ts, ts_index, order)
+            self._next_id += 1
+            self.open[code] = trade
+        trade.qty += remaining
+        trade.entry_qty += remaining
+        trade.entry_value += remaining * price
+        trade.entry_commission += commission
+        trade.entry_slippage += slippage
+
+    def checkpoint(self, upto_ts: int) -> None:
+        """Fold bars up to ``upto_ts`` into open trades' excursions (before data is dropped)."""
+        if self.scanner is None:
+            return
+        for trade in self.open.values():
+            self._scan(trade, upto_ts)
+
+    def _scan(self, trade: OpenTrade, upto_ts: int) -> None:
+        if self.scanner is None or upto_ts < trade.scan_from:
+            return
+        hi, lo = self.scanner(trade.code, trade.scan_from, upto_ts)
+        trade.hi = max(trade.hi, hi)
+        trade.lo = min(trade.lo, lo)
+        trade.scan_from = upto_ts + 1
+
+    def _close(self, trade: OpenTrade, ts: int, ts_index: int, order: Any, *, is_open: bool,
+               mark_price: float) -> None:
+        self._scan(trade, ts)
+        del self.open[trade.code]
+        if is_open:  # still open at the end: valued at the last price, no exit costs
+            exit_qty, exit_value = trade.qty, trade.qty * mark_price
+            exit_qty += trade.exit_qty
+            exit_value += trade.exit_value
+            reason = "end_of_data"
+            exit_signals: dict[str, float] = {}
+            exit_context: dict[str, float] = {}
+        else:
+            exit_qty, exit_value = trade.exit_qty, trade.exit_value
+            reason = order.tag or "signal"
+            exit_signals = order._signals_snapshot or {}
+            exit_context = order._context_snapshot or {}
+        d = trade.direction
+        entry_price = trade.entry_price
+        exit_price = exit_value / exit_qty if exit_qty else math.nan
+        pnl_gross = d * (exit_value - entry_price * exit_qty)
+        commission = trade.entry_commission + trade.exit_commission
+        pnl_net = pnl_gross - commission
+        cost_basis = entry_price * exit_qty
+        hi = trade.hi if trade.hi > -math.inf else entry_price
+        lo = trade.lo if trade.lo < math.inf else entry_price
+        fav = (hi - entry_price) if d > 0 else (entry_price - lo)
+        adv = (lo - entry_price) if d > 0 else (entry_price - hi)
+        fav, adv = max(fav, 0.0), min(adv, 0.0)
+        self.closed.append({
+            "trade_id": trade.trade_id,
+            "asset_id": trade.asset_id,
+            "direction": "long" if d > 0 else "short",
+            "entry_timestamp": trade.entry_ts,
+            "exit_timestamp": ts,
+            "entry_price": entry_price,
+            "exit_price": exit_price,
+            "quantity": exit_qty,
+            "entry_commission": trade.entry_commission,
+            "exit_commission": trade.exit_commission,
+            "commission": commission,
+            "slippage": trade.entry_slippage + trade.exit_slippage,
+            "pnl_gross": pnl_gross,
+            "pnl_net": pnl_net,
+            "pnl_percent": pnl_net / cost_basis if cost_basis else math.nan,
+            "holding_period_bars": ts_index - trade.entry_index,
+            "mfe": fav * exit_qty,
+            "mae": adv * exit_qty,
+            "mfe_pct": fav / entry_price,
+            "mae_pct": adv / entry_price,
+            "exit_reason": reason,
+            "is_open": is_open,
+            "_entry_signals": trade.entry_signals,
+            "_exit_signals": exit_signals,
+            "_entry_context": trade.entry_context,
+            "_exit_context": exit_context,
+        })
+
+    def close_all_open(self, ts: int, ts_index: int, last_price: Any) -> None:
+        """Record still-open trades as ``end_of_data`` at the last prices (no fills)."""
+        for trade in sorted(self.open.values(), key=lambda t: t.trade_id):
+            self._close(trade, ts, ts_index, None, is_open=True,
+                        mark_price=float(last_price[trade.code]))

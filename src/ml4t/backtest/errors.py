@@ -1,0 +1,54 @@
+"""Exceptions raised by ml4t.backtest.
+
+Every error raised at a boundary (data, configuration, strategy code) names what is wrong:
+the file, column, row, timestamp, asset or key, so the user can fix the input without a
+debugger.
+"""
+
+from __future__ import annotations
+
+__all__ = ["BacktestError", "ConfigError", "DataValidationError", "StrategyError"]
+
+
+class BacktestError(Exception):
+    """Base class of every error raised by ml4t.backtest."""
+
+
+class DataValidationError(BacktestError, ValueError):
+    """Input data failed validation at the feed boundary.
+
+    The message names the source (file or frame), the column and the first offending
+    row, timestamp and asset.
+    """
+
+
+class ConfigError(BacktestError, ValueError):
+    """A setting (broker, engine, feed) has a bad value; the message names the key."""
+
+
+class StrategyError(BacktestError):
+    """User strategy code raised while handling an event.
+
+    Attributes
+    ----------
+    timestamp : object
+        Timestamp of the bar being handled when the strategy raised.
+    asset_id : str or None
+        Asset of the bar being handled (``None`` for timestamp-level callbacks).
+    partial_result : object
+        The :class:`~ml4t.backtest.BacktestResult` built from everything processed before
+        the failure, marked ``complete=False``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        timestamp: object = None,
+        asset_id: str | None = None,
+        partial_result: object = None,
+    ) -> None:
+        super().__init__(message)
+        self.timestamp = timestamp
+        self.asset_id = asset_id
+        self.partial_result = partial_result
