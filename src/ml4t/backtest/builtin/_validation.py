@@ -32,13 +32,36 @@ def where(row: dict[str, object], has_asset: bool) -> str:
     return text
 
 
+def _any_problem(df: pl.DataFrame, value_columns: list[str]) -> bool:
+    """Run every row check in one parallel polars query; True if any fails."""
+    cols = [TS, ASSET] if ASSET in df.columns else [TS]
+    px = [pl.col(c) for c in OHLC]
+    checks = [
+        *(pl.col(c).is_null().any() for c in cols),
+        *(pl.col(c).is_null().any() | pl.col(c).is_nan().any() for c in (*OHLC, "volume")),
+        *(((p <= 0) | p.is_infinite()).any() for p in px),
+        ((pl.col("volume") < 0) | pl.col("volume").is_infinite()).any(),
+        (pl.col("high") < pl.col("low")).any(),
+        *(((pl.col(c) > pl.col("high")) | (pl.col(c) < pl.col("low"))).any()
+          for c in ("close", "open")),
+        *(pl.col(c).is_infinite().any() for c in value_columns),
+        (pl.col(TS).diff() < 0).any(),
+        pl.struct(cols).is_duplicated().any(),
+    ]
+    flags = df.select(pl.any_horizontal(checks).alias("bad"))
+    return bool(flags["bad"][0])
+
+
 def validate_rows(df: pl.DataFrame, source: str, value_columns: list[str]) -> None:
     """Validate prices, volume and value columns of a normalised frame.
 
     ``df`` has columns ``timestamp`` (int64 ns), optional ``asset_id``, OHLCV, the value
-    columns and the source row number. Raises :class:`DataValidationError` on the first
-    failing check.
+    columns and the source row number. All checks run in one parallel pass; only when
+    one fails are they repeated one by one to find and name the first offending row.
+    Raises :class:`DataValidationError` on the first failing check.
     """
+    if not df.height or not _any_problem(df, value_columns):
+        return
     has_asset = ASSET in df.columns
     key_cols = [TS, ASSET] if has_asset else [TS]
     for col in key_cols:

@@ -37,6 +37,12 @@ class Clock:
         Timestamp being handled (int ns UTC); ``-1`` before the first bar.
     now_index : int
         Number of timestamps handled before the current one.
+
+    Notes
+    -----
+    The engine moves the clock by setting ``i`` (the position in the current chunk's
+    timestamps), one attribute write per timestamp; ``now_ns`` is derived from it unless
+    ``override_ns`` is set (before a session starts, "now" is just before its first bar).
     """
 
     def __init__(self, feeds: Sequence[Feed]) -> None:
@@ -74,8 +80,22 @@ class Clock:
         self.signal_names = tuple(sig)
         self.indicator_names = tuple(ind)
         self.columns = ("open", "high", "low", "close", "volume", *sig, *ind)
-        self.now_ns = -1
-        self.now_index = 0
+        self.i = 0
+        self.chunk_ts: list[int] = []
+        self.base_index = 0
+        self.override_ns: int | None = -1
+
+    @property
+    def now_ns(self) -> int:
+        """Current timestamp (int ns UTC); -1 before the first bar."""
+        if self.override_ns is not None:
+            return self.override_ns
+        return self.chunk_ts[self.i]
+
+    @property
+    def now_index(self) -> int:
+        """Number of timestamps before the current one (global bar index)."""
+        return self.base_index + self.i
 
     def windows(self) -> list[tuple[int, int]]:
         """Return the ``[start, end)`` time windows blocks are loaded in."""

@@ -102,13 +102,15 @@ class Context(Mapping[str, float]):
         self._max_stale_ns = (
             None if max_staleness is None else int(max_staleness.total_seconds() * 1e9)
         )
-        self._now: int | None = None
+        self._clock: Any = None
+        self._view_ts: int | None = None
         self._view: Mapping[str, float] | None = None
-        self._timezone_checked = False
 
     # --- set-up (engine) ------------------------------------------------------------
-    def bind(self, timezone: str | None, extra: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> None:
-        """Convert the frames, checking their timezone against the market data's."""
+    def bind(self, clock: Any, timezone: str | None,
+             extra: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> None:
+        """Convert the frames (checking their timezone) and follow ``clock`` for "now"."""
+        self._clock = clock
         self._series = {}
         data = self._raw
         if data is not None:
@@ -132,12 +134,7 @@ class Context(Mapping[str, float]):
             if key in self._series:
                 raise DataValidationError(f"context value {key!r} is provided twice")
             self._series[key] = value
-        self._now = None
-        self._view = None
-
-    def advance(self, ts_ns: int) -> None:
-        """Move the clock to ``ts_ns`` (called by the engine once per timestamp)."""
-        self._now = ts_ns
+        self._view_ts = None
         self._view = None
 
     # --- lookups --------------------------------------------------------------------
@@ -152,11 +149,10 @@ class Context(Mapping[str, float]):
 
     def as_of(self, ts_ns: int) -> Mapping[str, float]:
         """Return a read-only mapping of every value as of ``ts_ns``."""
-        if ts_ns == self._now and self._view is not None:
+        if ts_ns == self._view_ts and self._view is not None:
             return self._view
         view = MappingProxyType({k: self._value(k, ts_ns) for k in self._series})
-        if ts_ns == self._now:
-            self._view = view
+        self._view_ts, self._view = ts_ns, view
         return view
 
     def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
@@ -165,9 +161,10 @@ class Context(Mapping[str, float]):
             if default is not None:
                 return default
             raise KeyError(f"no context value {name!r}; available: {sorted(self._series)}")
-        if self._now is None:
+        now = self.current_time_ns
+        if now is None:
             raise RuntimeError("context has no current time; it is set while a backtest runs")
-        return self.as_of(self._now)[name]
+        return self.as_of(now)[name]
 
     def __getitem__(self, name: str) -> float:
         return self.get(name)  # type: ignore[no-any-return]
@@ -186,7 +183,9 @@ class Context(Mapping[str, float]):
     @property
     def current_time_ns(self) -> int | None:
         """Return the current timestamp (int ns) or ``None`` outside a run."""
-        return self._now
+        if self._clock is None or self._clock.now_ns < 0:
+            return None
+        return int(self._clock.now_ns)
 
     def __repr__(self) -> str:
         return f"Context({sorted(self._series)})"

@@ -90,6 +90,8 @@ class Block:
     code: np.ndarray
     cols: dict[str, np.ndarray]
     _rows_by_code: dict[int, np.ndarray] | None = field(default=None, repr=False)
+    _row_ts: np.ndarray | None = field(default=None, repr=False)
+    _ts_by_code: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
     def n_rows(self) -> int:
@@ -107,6 +109,20 @@ class Block:
                 int(c): order[bounds[k] : bounds[k + 1]] for k, c in enumerate(uniq.tolist())
             }
         return self._rows_by_code.get(code, np.empty(0, dtype=np.int64))
+
+    def row_ts(self) -> np.ndarray:
+        """Return the timestamp of every row (computed once per block)."""
+        if self._row_ts is None:
+            self._row_ts = np.repeat(self.ts, np.diff(self.offsets))
+        return self._row_ts
+
+    def ts_of(self, code: int) -> np.ndarray:
+        """Return the timestamps of one asset's rows (cached per asset)."""
+        out = self._ts_by_code.get(code)
+        if out is None:
+            out = self.row_ts()[self.rows_of(code)]
+            self._ts_by_code[code] = out
+        return out
 
 
 def merge_raw_blocks(parts: Sequence[RawBlock], column_names: Sequence[str]) -> Block:

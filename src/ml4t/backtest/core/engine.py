@@ -20,9 +20,10 @@ import numpy as np
 from ..errors import ConfigError, StrategyError
 from .clock import Clock, describe_ts
 from .context import Context
-from .data import Chunk, Feed, row_of
+from .data import Block, Chunk, Feed, row_of
 from .events import MarketEvent
 from .history import History
+from .marking import Marker
 from .orders import Order
 from .strategy import Strategy
 
@@ -110,27 +111,44 @@ class BacktestEngine:
         self.clock = Clock(self.feeds)
         self.history = History(self.clock, self.history_bars)
         self._chunk: Chunk | None = None
-        self._i = 0
+        self._where: tuple[int, int] | None = None
 
-    # --- helpers the strategy calls ------------------------------------------------------
-    def signals_now(self, code: int) -> dict[str, float]:
-        """Return the signal values of ``code`` at the current timestamp (empty if no bar)."""
+    # --- helpers the strategy and portfolio call ----------------------------------------
+    def _current_row(self, code: int) -> int:
         chunk = self._chunk
-        if chunk is None or not chunk.sig.keys():
+        if chunk is None or self.clock.override_ns is not None:
+            return -1
+        return row_of(chunk, self.clock.i, code)
+
+    def price_of(self, code: int) -> float:
+        """Return the latest close of ``code`` at or before now (NaN before its first bar)."""
+        row = self._current_row(code)
+        if row >= 0:
+            return self._chunk.px["close"][row]  # type: ignore[union-attr,no-any-return]
+        past = self.history.get(code, "close", 1)
+        return float(past[-1]) if past.shape[0] else float("nan")
+
+    def signals_now(self, code: int) -> dict[str, float]:
+        """Return the latest signal values of ``code`` at or before now."""
+        names = self.clock.signal_names
+        if not names:
             return {}
-        i = self._i
-        if i >= len(chunk.ts) or chunk.ts[i] != self.clock.now_ns:
-            return {}
-        row = row_of(chunk, i, code)
-        if row < 0:
-            return {}
-        return {k: chunk.sig[k][row] for k in chunk.sig.keys()}
+        row = self._current_row(code)
+        if row >= 0:
+            sig = self._chunk.sig  # type: ignore[union-attr]
+            return {k: sig[k][row] for k in names}
+        out = {}
+        for k in names:
+            past = self.history.get(code, k, 1)
+            out[k] = float(past[-1]) if past.shape[0] else float("nan")
+        return out
 
     def context_now(self) -> dict[str, float]:
         """Return the context values as of now (empty without context)."""
-        if not len(self.context) or self.clock.now_ns < 0:
+        now = self.clock.now_ns
+        if not len(self.context) or now < 0:
             return {}
-        return dict(self.context.as_of(self.clock.now_ns))
+        return dict(self.context.as_of(now))
 
     # --- broker listener -----------------------------------------------------------------
     def order_filled(self, order: Order, fill: Any) -> None:
@@ -139,7 +157,6 @@ class BacktestEngine:
 
     def order_rejected(self, order: Order, reason: str) -> None:
         """Forward a rejection to the strategy."""
-        self._rejections += 1
         self.strategy.on_order_rejected(order, reason)
 
     def order_cancelled(self, order: Order, reason: str) -> None:
@@ -163,107 +180,95 @@ class BacktestEngine:
         extra: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for f in self.feeds:
             extra.update(f.context_frames())
-        self.context.bind(clock.timezone, extra)
+        self.context.bind(clock, clock.timezone, extra)
         broker.setup(clock.asset_ids, self, clock)
         self.history = History(clock, self.history_bars)
         pf = broker.portfolio
+        pf.price_of = self.price_of
         pf.trades.scanner = self.history.extremes
-        clock.now_ns, clock.now_index = -1, 0
-        self._rejections = 0
-        strategy._bind(self)
-        rec: dict[str, list[float]] = {"cash": [], "net": [], "gross": [], "npos": []}
+        clock.override_ns, clock.base_index, clock.i = -1, 0, 0
+        self._chunk = None
+        self._where: tuple[int, int] | None = None
+        marker = Marker(pf.initial_cash)
         ts_parts: list[np.ndarray] = []
-        where: list[Any] = [None, None]
+        state = _SessionState()
+        block: Block | None = None
         try:
+            strategy._bind(self)
             strategy.on_start()
-            state = _SessionState()
             for block in clock.blocks():
                 self.history.add_block(block)
+                n = block.ts.shape[0]
+                for c0 in range(0, n, _CHUNK_TIMESTAMPS):
+                    chunk = Chunk(block, c0, min(c0 + _CHUNK_TIMESTAMPS, n), clock.signal_names,
+                                  clock.indicator_names, clock.to_datetime, self.context.as_of)
+                    self._run_chunk(chunk, state)
                 ts_parts.append(block.ts)
-                for t0_ in range(0, block.ts.shape[0], _CHUNK_TIMESTAMPS):
-                    t1_ = min(t0_ + _CHUNK_TIMESTAMPS, block.ts.shape[0])
-                    chunk = Chunk(block, t0_, t1_, clock.signal_names, clock.indicator_names,
-                                  clock.to_datetime, self.context.as_of)
-                    self._run_chunk(chunk, rec, state, where)
+                marker.mark_block(block, pf.fills, n)
                 pf.trades.checkpoint(int(block.ts[-1]))
             if state.day is not None:
                 self._end_session(state.last_ts)
         except Exception as exc:
-            elapsed = time.perf_counter() - t0
-            partial = build_result(self, ts_parts, rec, elapsed, complete=False)
-            raise self._wrap_error(exc, where, partial) from exc
-        if clock.now_ns >= 0:
-            pf.trades.close_all_open(clock.now_ns, clock.now_index - 1, pf.last_price)
-        result = build_result(self, ts_parts, rec, time.perf_counter() - t0, complete=True)
+            if block is not None and (not ts_parts or ts_parts[-1] is not block):
+                done = self._chunk.ts_index0 + clock.i if self._chunk is not None else 0
+                ts_parts.append(block.ts[:done])
+                marker.mark_block(block, pf.fills, done)
+            partial = build_result(self, ts_parts, marker.arrays(), time.perf_counter() - t0,
+                                   complete=False)
+            raise self._wrap_error(exc, partial) from exc
+        if state.day is not None:
+            clock.override_ns = None
+            pf.trades.close_all_open(state.last_ts, state.index - 1, self.price_of)
+        result = build_result(self, ts_parts, marker.arrays(), time.perf_counter() - t0,
+                              complete=True)
         strategy.on_end(result)
         return result
 
-    def _run_chunk(self, chunk: Chunk, rec: dict[str, list[float]], state: _SessionState,
-                   where: list[Any]) -> None:
-        clock, broker, strategy, context = self.clock, self.broker, self.strategy, self.context
-        pf = broker.portfolio
+    def _run_chunk(self, chunk: Chunk, state: _SessionState) -> None:
+        """Run the per-bar loop over one chunk (the hot path)."""
+        clock, broker, context = self.clock, self.broker, self.context
         self._chunk = chunk
-        ts_list, offsets, codes = chunk.ts, chunk.offsets, chunk.code
+        clock.chunk_ts = ts_list = chunk.ts
+        clock.base_index = state.index
+        offsets, codes = chunk.offsets, chunk.code
         closes = chunk.px["close"]
         asset_ids = clock.asset_ids
-        last = pf.last_price
-        held = pf.held
-        on_bar = strategy.on_market_data
-        advance = context.advance if len(context) else None
+        on_bar = self.strategy.on_market_data
+        new, event_type = tuple.__new__, MarketEvent
         days = _day_keys(chunk, clock.timezone)
-        rec_cash, rec_net = rec["cash"].append, rec["net"].append
-        rec_gross, rec_npos = rec["gross"].append, rec["npos"].append
-        mark = pf.mark
-        new = tuple.__new__
-        ME = MarketEvent
-        index = clock.now_index
-        cur_day = state.day
         single_row = len(codes) == len(ts_list)
-        for i in range(len(ts_list)):
-            ts = ts_list[i]
-            if days[i] != cur_day:
-                self._i = i
-                self._new_session(state, ts, days[i])
-                cur_day = days[i]
-            clock.now_ns = ts
-            clock.now_index = index
-            self._i = i
-            if advance is not None:
-                advance(ts)
-            if single_row:
-                r = i
-                code = codes[i]
-                last[code] = closes[i]
-                if broker.has_pending:
-                    broker.process_open(chunk, i)
-                where[0], where[1] = ts, code
-                on_bar(new(ME, (ts, asset_ids[code], closes[i], chunk, i)), context)
-            else:
-                r0, r1 = offsets[i], offsets[i + 1]
-                for r in range(r0, r1):
-                    last[codes[r]] = closes[r]
-                if broker.has_pending:
-                    broker.process_open(chunk, i)
-                for r in range(r0, r1):
-                    code = codes[r]
-                    where[0], where[1] = ts, code
-                    on_bar(new(ME, (ts, asset_ids[code], closes[r], chunk, r)), context)
-            where[1] = None
-            if broker.has_pending:
-                broker.process_close(chunk, i)
-            rec_cash(pf.cash)
-            if held:
-                net, gross = mark()
-                rec_net(net)
-                rec_gross(gross)
-            else:
-                rec_net(0.0)
-                rec_gross(0.0)
-            rec_npos(len(held))
-            index += 1
-            state.last_ts = ts
-        clock.now_index = index
-        state.day = cur_day
+        i = r = 0
+        try:
+            for s, e in _sessions(days, state.day):
+                if days[s] != state.day:
+                    clock.i = s
+                    self._new_session(state, ts_list[s], days[s])
+                clock.override_ns = None
+                if single_row:
+                    for i in range(s, e):
+                        clock.i = i
+                        if broker.has_pending:
+                            broker.process_open(chunk, i)
+                        on_bar(new(event_type, (ts_list[i], asset_ids[codes[i]], closes[i],
+                                                chunk, i)), context)
+                        if broker.has_pending:
+                            broker.process_close(chunk, i)
+                else:
+                    for i in range(s, e):
+                        clock.i = i
+                        if broker.has_pending:
+                            broker.process_open(chunk, i)
+                        ts = ts_list[i]
+                        for r in range(offsets[i], offsets[i + 1]):
+                            on_bar(new(event_type, (ts, asset_ids[codes[r]], closes[r], chunk, r)),
+                                   context)
+                        if broker.has_pending:
+                            broker.process_close(chunk, i)
+                state.last_ts = ts_list[e - 1]
+        except BaseException:
+            self._where = (i, i if single_row else r)
+            raise
+        state.index += len(ts_list)
 
     # --- sessions ------------------------------------------------------------------------
     def _new_session(self, state: _SessionState, ts: int, day: int) -> None:
@@ -272,16 +277,11 @@ class BacktestEngine:
         state.day = day
         strategy = self.strategy
         if type(strategy).before_trading_start is not Strategy.before_trading_start:
-            clock = self.clock
-            clock.now_ns = ts - 1  # nothing of the new session is visible yet
-            if len(self.context):
-                self.context.advance(ts - 1)
-            strategy.before_trading_start(clock.to_datetime(ts), self.context)
+            self.clock.override_ns = ts - 1  # nothing of the new session is visible yet
+            strategy.before_trading_start(self.clock.to_datetime(ts), self.context)
 
     def _end_session(self, last_ts: int) -> None:
-        self.clock.now_ns = last_ts
-        if len(self.context):
-            self.context.advance(last_ts)
+        self.clock.override_ns = last_ts
         end = getattr(self.broker, "end_session", None)
         if end is not None:
             end(last_ts)
@@ -290,11 +290,16 @@ class BacktestEngine:
             strategy.after_trading_end(self.clock.to_datetime(last_ts), self.context)
 
     # --- errors --------------------------------------------------------------------------
-    def _wrap_error(self, exc: Exception, where: list[Any], partial: Any) -> Exception:
-        ts, code = where
-        when = describe_ts(self.clock.to_datetime, ts) if ts is not None else "start-up"
-        asset = self.clock.asset_ids[code] if code is not None else None
+    def _wrap_error(self, exc: Exception, partial: Any) -> Exception:
         frames = traceback.extract_tb(exc.__traceback__)
+        when, asset = "start-up", None
+        chunk = self._chunk
+        if self._where is not None and chunk is not None:
+            i, r = self._where
+            when = describe_ts(self.clock.to_datetime, chunk.ts[i])
+            in_broker = any(f.name in ("process_open", "process_close") for f in frames)
+            if not in_broker and 0 <= r < len(chunk.code):
+                asset = self.clock.asset_ids[chunk.code[r]]
         in_user_code = bool(frames) and not frames[-1].filename.startswith(_PKG_DIR)
         if not in_user_code:
             exc.add_note(f"while handling timestamp {when}" + (f", asset {asset}" if asset else ""))
@@ -309,11 +314,23 @@ class BacktestEngine:
 
 
 class _SessionState:
-    __slots__ = ("day", "last_ts")
+    __slots__ = ("day", "index", "last_ts")
 
     def __init__(self) -> None:
         self.day: int | None = None
         self.last_ts = -1
+        self.index = 0
+
+
+def _sessions(days: list[int], current: int | None) -> list[tuple[int, int]]:
+    """Split a chunk's timestamps into ``[start, end)`` runs of one session each."""
+    if not days:
+        return []
+    arr = np.asarray(days)
+    cuts = (np.flatnonzero(arr[1:] != arr[:-1]) + 1).tolist()
+    starts = [0, *cuts]
+    ends = [*cuts, len(days)]
+    return list(zip(starts, ends, strict=True))
 
 
 def _day_keys(chunk: Chunk, timezone: str | None) -> list[int]:

@@ -28,23 +28,29 @@ except ImportError:  # pragma: no cover - other interpreters
         return property(itemgetter(index), doc=doc)
 
 
-class RowView(Mapping[str, float]):
+_new_tuple = tuple.__new__
+
+
+class RowView(tuple, Mapping[str, float]):  # type: ignore[type-arg,misc]
     """Read-only mapping view of named columns at one row.
 
     Looking up a name reads the column at the row; nothing is copied. ``NaN`` values are
-    returned as they are (a missing prediction is ``nan``, never silently ``0``).
+    returned as they are (a missing prediction is ``nan``, never silently ``0``). It is a
+    tuple of ``(columns, row)`` underneath so that creating one costs no Python call.
     """
 
-    __slots__ = ("_cols", "_row")
+    __slots__ = ()
 
-    def __init__(self, cols: Mapping[str, Any], row: int) -> None:
-        self._cols = cols
-        self._row = row
+    _cols: Mapping[str, Any] = _tuplegetter(0, "Column name -> values.")
+    _row: int = _tuplegetter(1, "Row index.")
 
-    def __getitem__(self, key: str) -> float:
+    def __new__(cls, cols: Mapping[str, Any], row: int) -> RowView:
+        return tuple.__new__(cls, (cols, row))
+
+    def __getitem__(self, key: str) -> float:  # type: ignore[override]
         return self._cols[key][self._row]  # type: ignore[no-any-return]
 
-    def __iter__(self) -> Iterator[str]:
+    def __iter__(self) -> Iterator[str]:  # type: ignore[override]
         return iter(self._cols.keys())
 
     def __len__(self) -> int:
@@ -52,6 +58,14 @@ class RowView(Mapping[str, float]):
 
     def __contains__(self, key: object) -> bool:
         return key in self._cols.keys()
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Mapping):
+            return dict(self.items()) == dict(other.items())
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(tuple(self.items()))
 
     def __repr__(self) -> str:
         return "{" + ", ".join(f"{k!r}: {self[k]!r}" for k in self) + "}"
@@ -121,12 +135,12 @@ class MarketEvent(tuple):  # type: ignore[type-arg]
     @property
     def signals(self) -> RowView:
         """Read-only view of the signal columns at this bar."""
-        return RowView(self[3].sig, self[4])
+        return _new_tuple(RowView, (self[3].sig, self[4]))
 
     @property
     def indicators(self) -> RowView:
         """Read-only view of the indicator columns at this bar."""
-        return RowView(self[3].ind, self[4])
+        return _new_tuple(RowView, (self[3].ind, self[4]))
 
     @property
     def context(self) -> Mapping[str, float]:

@@ -26,7 +26,6 @@ class History:
         self._blocks: deque[Block] = deque()
         self._history_bars = history_bars
         self._dropped = False
-        self._row_ts: dict[int, np.ndarray] = {}
 
     def add_block(self, block: Block) -> None:
         """Retain a newly loaded block, dropping old ones beyond the retention window."""
@@ -35,19 +34,14 @@ class History:
             older = sum(b.ts.shape[0] for b in list(self._blocks)[1:-1])
             if older < self._history_bars:
                 break
-            old = self._blocks.popleft()
-            self._row_ts.pop(id(old), None)
+            self._blocks.popleft()
             self._dropped = True
 
     def _rows(self, block: Block, code: int, lo_ts: int, hi_ts: int) -> np.ndarray:
         rows = block.rows_of(code)
         if not rows.shape[0]:
             return rows
-        row_ts = self._row_ts.get(id(block))
-        if row_ts is None:
-            row_ts = np.repeat(block.ts, np.diff(block.offsets))
-            self._row_ts[id(block)] = row_ts
-        ts = row_ts[rows]
+        ts = block.ts_of(code)
         a = int(np.searchsorted(ts, lo_ts, side="left"))
         b = int(np.searchsorted(ts, hi_ts, side="right"))
         return rows[a:b]

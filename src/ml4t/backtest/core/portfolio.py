@@ -1,14 +1,16 @@
 """Portfolio state: cash and per-asset arrays indexed by asset code, plus the fill ledger.
 
-Quantities, average costs and last prices are ``array('d')`` buffers: indexing them from
-the Python loop is as cheap as a list, and :attr:`Portfolio.qty_np` /
-:attr:`Portfolio.last_np` are zero-copy numpy views for vectorised marking of large books.
+Quantities and average costs are ``array('d')`` buffers indexed by asset code: indexing
+them from Python is as cheap as a list, and :attr:`Portfolio.qty_np` is a zero-copy numpy
+view. Prices are not stored per bar: ``price_of(code)`` (installed by the engine) looks up
+an asset's latest close at or before now, so the loop pays nothing for marking; the
+per-timestamp books are rebuilt vectorised from the fill ledger (see ``marking``).
 """
 
 from __future__ import annotations
 
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -17,7 +19,6 @@ from .trades import TradeTracker
 
 __all__ = ["Portfolio"]
 
-_VECTOR_MARK_THRESHOLD = 16
 _EPS = 1e-12
 
 
@@ -41,9 +42,8 @@ class Portfolio:
         self.qty = array("d", bytes(8 * n))
         self.avg_cost = array("d", bytes(8 * n))
         self.realized = array("d", bytes(8 * n))
-        self.last_price = array("d", [float("nan")] * n)
         self.qty_np = np.frombuffer(self.qty, dtype=np.float64) if n else np.zeros(0)
-        self.last_np = np.frombuffer(self.last_price, dtype=np.float64) if n else np.zeros(0)
+        self.price_of: Callable[[int], float] = _no_price
         self.held: dict[int, None] = {}
         self.position_by_id: dict[str, float] = {}
         self.total_commission = 0.0
@@ -54,19 +54,13 @@ class Portfolio:
     # --- valuation ----------------------------------------------------------------------
     def mark(self) -> tuple[float, float]:
         """Return ``(net positions value, gross exposure)`` at the last prices."""
-        held = self.held
-        if not held:
-            return 0.0, 0.0
-        if len(held) <= _VECTOR_MARK_THRESHOLD:
-            qty, last = self.qty, self.last_price
-            net = gross = 0.0
-            for c in held:
-                v = qty[c] * last[c]
-                net += v
-                gross += v if v >= 0 else -v
-            return net, gross
-        values = self.qty_np * np.nan_to_num(self.last_np)
-        return float(values.sum()), float(np.abs(values).sum())
+        qty, price_of = self.qty, self.price_of
+        net = gross = 0.0
+        for c in self.held:
+            v = qty[c] * price_of(c)
+            net += v
+            gross += v if v >= 0 else -v
+        return net, gross
 
     def positions_value(self) -> float:
         """Return the net market value of all positions."""
@@ -79,7 +73,7 @@ class Portfolio:
     def unrealized_pnl(self, code: int) -> float:
         """Return the unrealized P&L of one asset at its last price."""
         q = self.qty[code]
-        return 0.0 if q == 0 else q * (self.last_price[code] - self.avg_cost[code])
+        return 0.0 if q == 0 else q * (self.price_of(code) - self.avg_cost[code])
 
     # --- bookkeeping -------------------------------------------------------------------
     def apply_fill(
@@ -128,8 +122,12 @@ class Portfolio:
             self.position_by_id[asset_id] = new
         self.fills.append(
             (ts_ns, ts_index, order.order_id, asset_id, signed_qty, price, commission, slippage,
-             order.tag, realized)
+             order.tag, realized, code, self.cash, new)
         )
         self.trades.on_fill(code, asset_id, old, signed_qty, price, commission, slippage,
                             ts_ns, ts_index, order)
         return realized
+
+
+def _no_price(code: int) -> float:
+    raise RuntimeError("prices are available only while a backtest runs")

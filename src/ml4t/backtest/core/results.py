@@ -131,18 +131,15 @@ def _dt(values: Any, timezone: str | None) -> pl.Series:
     return s
 
 
-def build_result(engine: BacktestEngine, ts_parts: list[np.ndarray], rec: dict[str, list[float]],
+def build_result(engine: BacktestEngine, ts_parts: list[np.ndarray], books: dict[str, np.ndarray],
                  elapsed: float, complete: bool) -> BacktestResult:
-    """Assemble the result frames from what the loop recorded."""
+    """Assemble the result frames from the fill ledger and the marked books."""
     clock, broker = engine.clock, engine.broker
     pf = broker.portfolio
     tz = clock.timezone
-    n = len(rec["cash"])
+    cash, net, gross, npos = books["cash"], books["net"], books["gross"], books["npos"]
+    n = cash.shape[0]
     ts = np.concatenate(ts_parts)[:n] if ts_parts else np.empty(0, dtype=np.int64)
-    cash = np.asarray(rec["cash"], dtype=np.float64)
-    net = np.asarray(rec["net"], dtype=np.float64)
-    gross = np.asarray(rec["gross"], dtype=np.float64)
-    npos = np.asarray(rec["npos"], dtype=np.int64)
     equity = cash + net
     initial = pf.initial_cash
     prev = np.concatenate(([initial], equity[:-1])) if n else np.empty(0)

@@ -99,7 +99,7 @@ class Strategy:
         """Return the position's market value at the asset's latest close."""
         code = self._code(asset_id)
         q = self._pf.qty[code]
-        return 0.0 if q == 0 else q * self._pf.last_price[code]
+        return 0.0 if q == 0 else q * self._pf.price_of(code)
 
     def get_unrealized_pnl_pct(self, asset_id: str) -> float:
         """Return the open position's return since entry (0.0 when flat).
@@ -111,7 +111,7 @@ class Strategy:
         if q == 0:
             return 0.0
         avg = self._pf.avg_cost[code]
-        return (self._pf.last_price[code] / avg - 1.0) * (1.0 if q > 0 else -1.0)
+        return (self._pf.price_of(code) / avg - 1.0) * (1.0 if q > 0 else -1.0)
 
     def get_cash(self) -> float:
         """Return the cash balance."""
@@ -279,7 +279,7 @@ class Strategy:
         return code
 
     def _price(self, asset_id: str) -> float:
-        price = self._pf.last_price[self._code(asset_id)]
+        price = self._pf.price_of(self._code(asset_id))
         if not price > 0:
             raise ValueError(f"no price for {asset_id!r} yet: it has had no bar at or before now")
         return price

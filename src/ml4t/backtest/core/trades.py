@@ -182,8 +182,8 @@ class TradeTracker:
             "_exit_context": exit_context,
         })
 
-    def close_all_open(self, ts: int, ts_index: int, last_price: Any) -> None:
+    def close_all_open(self, ts: int, ts_index: int, price_of: Callable[[int], float]) -> None:
         """Record still-open trades as ``end_of_data`` at the last prices (no fills)."""
         for trade in sorted(self.open.values(), key=lambda t: t.trade_id):
             self._close(trade, ts, ts_index, None, is_open=True,
-                        mark_price=float(last_price[trade.code]))
+                        mark_price=float(price_of(trade.code)))

@@ -1,0 +1,110 @@
+"""Mark-to-market after the loop, one vectorised pass per block.
+
+Cash and positions only change on fills, so the per-timestamp books are step functions
+of the fill ledger. For each block this module rebuilds, for every timestamp, the cash,
+the net and gross value of positions at each asset's latest close and the number of
+positions, with numpy over the block's arrays: the per-bar loop records nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .data import Block
+
+__all__ = ["Marker"]
+
+# fill ledger tuple layout (see Portfolio.apply_fill)
+F_TS_INDEX, F_CODE, F_CASH_AFTER, F_QTY_AFTER = 1, 10, 11, 12
+
+
+class Marker:
+    """Accumulate per-timestamp books block by block."""
+
+    def __init__(self, initial_cash: float) -> None:
+        self.cash = float(initial_cash)
+        self.qty: dict[int, float] = {}
+        self.price: dict[int, float] = {}
+        self.fill_pos = 0
+        self.k0 = 0
+        self.out: dict[str, list[np.ndarray]] = {"cash": [], "net": [], "gross": [], "npos": []}
+
+    def mark_block(self, block: Block, fills: list[tuple[Any, ...]], n_done: int) -> None:
+        """Append the books of the first ``n_done`` timestamps of ``block``."""
+        T = n_done
+        if T <= 0:
+            return
+        k0 = self.k0
+        j = self.fill_pos
+        while j < len(fills) and fills[j][F_TS_INDEX] < k0 + T:
+            j += 1
+        block_fills = fills[self.fill_pos : j]
+        self.fill_pos = j
+        steps = np.arange(T)
+        if block_fills:
+            f_t = np.fromiter((f[F_TS_INDEX] - k0 for f in block_fills), np.int64, len(block_fills))
+            f_code = np.fromiter((f[F_CODE] for f in block_fills), np.int64, len(block_fills))
+            f_cash = np.fromiter((f[F_CASH_AFTER] for f in block_fills), np.float64,
+                                 len(block_fills))
+            f_qty = np.fromiter((f[F_QTY_AFTER] for f in block_fills), np.float64,
+                                len(block_fills))
+            cash = _step(f_t, f_cash, self.cash, steps)
+        else:
+            f_t = f_code = np.empty(0, np.int64)
+            f_cash = f_qty = np.empty(0)
+            cash = np.full(T, self.cash)
+        net = np.zeros(T)
+        gross = np.zeros(T)
+        npos = np.zeros(T, dtype=np.int64)
+        codes = set(self.qty) | set(f_code.tolist())
+        close = block.cols["close"]
+        for code in sorted(codes):
+            mask = f_code == code
+            qty = _step(f_t[mask], f_qty[mask], self.qty.get(code, 0.0), steps)
+            rows = block.rows_of(code)
+            price = np.full(T, np.nan)
+            if rows.shape[0]:
+                row_t = np.searchsorted(block.ts, block.ts_of(code))
+                keep = row_t < T
+                price[row_t[keep]] = close[rows[keep]]
+            price = _ffill(price, self.price.get(code, np.nan))
+            value = np.where(qty != 0, qty * price, 0.0)
+            net += value
+            gross += np.abs(value)
+            npos += qty != 0
+            if qty[-1] != 0:
+                self.qty[code] = float(qty[-1])
+            else:
+                self.qty.pop(code, None)
+            if not np.isnan(price[-1]):
+                self.price[code] = float(price[-1])
+        self.cash = float(cash[-1])
+        self.k0 += T
+        for key, arr in (("cash", cash), ("net", net), ("gross", gross), ("npos", npos)):
+            self.out[key].append(arr)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Return the concatenated books."""
+        return {
+            k: (np.concatenate(v) if v else np.empty(0, np.int64 if k == "npos" else np.float64))
+            for k, v in self.out.items()
+        }
+
+
+def _step(at: np.ndarray, values: np.ndarray, before: float, steps: np.ndarray) -> np.ndarray:
+    """Value after the last event at or before each step (``before`` until the first)."""
+    if not at.shape[0]:
+        return np.full(steps.shape[0], before)
+    pos = np.searchsorted(at, steps, side="right") - 1
+    out = values[np.maximum(pos, 0)]
+    return np.where(pos >= 0, out, before)
+
+
+def _ffill(x: np.ndarray, carry: float) -> np.ndarray:
+    idx = np.where(np.isnan(x), -1, np.arange(x.shape[0]))
+    np.maximum.accumulate(idx, out=idx)
+    out = x[np.maximum(idx, 0)]
+    return np.where(idx >= 0, out, carry)
+
