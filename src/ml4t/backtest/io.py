@@ -135,7 +135,9 @@ def read_ohlcv_csv(
     except pl.exceptions.PolarsError as exc:
         raise DataValidationError(f"{path}: cannot parse as CSV: {exc}") from exc
     if len(df.columns) != len(names):
-        raise DataValidationError(f"{path}: rows have {len(df.columns)} fields, expected {len(names)}")
+        raise DataValidationError(
+            f"{path}: rows have {len(df.columns)} fields, expected {len(names)}"
+        )
     date_col = names[0]
     text = pl.col(date_col).cast(pl.String)
     if split_time:
@@ -151,9 +153,7 @@ def read_ohlcv_csv(
         line = int(bad["__line"][0]) + 2
         raise DataValidationError(f"{path}: line {line}: cannot parse date {bad[date_col][0]!r}")
     drop = [date_col, "__time"] if split_time else [date_col]
-    df = df.drop(drop).rename({"__ts": "timestamp"}).select(
-        "timestamp", pl.exclude("timestamp")
-    )
+    df = df.drop(drop).rename({"__ts": "timestamp"}).select("timestamp", pl.exclude("timestamp"))
     if timezone is not None:
         ts = pl.col("timestamp").cast(pl.Datetime("us")).dt.replace_time_zone(timezone)
         df = df.with_columns(ts)

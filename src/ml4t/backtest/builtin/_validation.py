@@ -42,8 +42,10 @@ def _any_problem(df: pl.DataFrame, value_columns: list[str]) -> bool:
         *(((p <= 0) | p.is_infinite()).any() for p in px),
         ((pl.col("volume") < 0) | pl.col("volume").is_infinite()).any(),
         (pl.col("high") < pl.col("low")).any(),
-        *(((pl.col(c) > pl.col("high")) | (pl.col(c) < pl.col("low"))).any()
-          for c in ("close", "open")),
+        *(
+            ((pl.col(c) > pl.col("high")) | (pl.col(c) < pl.col("low"))).any()
+            for c in ("close", "open")
+        ),
         *(pl.col(c).is_infinite().any() for c in value_columns),
         (pl.col(TS).diff() < 0).any(),
         pl.struct(cols).is_duplicated().any(),

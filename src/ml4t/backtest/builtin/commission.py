@@ -11,7 +11,7 @@ import math
 
 from ..errors import ConfigError
 
-__all__ = ["NoCommission", "PercentageCommission", "PerShareCommission"]
+__all__ = ["NoCommission", "PerShareCommission", "PercentageCommission"]
 
 
 def _non_negative(name: str, value: float) -> float:
@@ -72,4 +72,6 @@ class PerShareCommission:
         return max(self.minimum, self.cost_per_share * quantity)
 
     def __repr__(self) -> str:
-        return f"PerShareCommission(cost_per_share={self.cost_per_share!r}, minimum={self.minimum!r})"
+        return (
+            f"PerShareCommission(cost_per_share={self.cost_per_share!r}, minimum={self.minimum!r})"
+        )

@@ -239,7 +239,8 @@ class SimulationBroker:
         the next bar on) and stays working through the next session.
         """
         expired = [
-            o for o in self._pending
+            o
+            for o in self._pending
             if o.time_in_force is TimeInForce.DAY and o._created_ts < last_ts_ns
         ]
         for order in expired:
@@ -330,8 +331,9 @@ class SimulationBroker:
         clock = self._clock
         assert clock is not None
         ts = clock.now_ns
-        pf.apply_fill(code, side * quantity, price, commission, slip_cost, ts,
-                      clock.now_index, order)
+        pf.apply_fill(
+            code, side * quantity, price, commission, slip_cost, ts, clock.now_index, order
+        )
         order.filled_quantity += quantity
         order.avg_fill_price = price
         order.commission += commission
@@ -339,8 +341,18 @@ class SimulationBroker:
         order.status = OrderStatus.FILLED
         order.reason = reason
         self._log(order, "filled", reason)
-        fill = FillEvent(order.order_id, order.asset_id, clock.to_datetime(ts), order.side.value,
-                         quantity, price, commission, slip_cost, base, order.tag)
+        fill = FillEvent(
+            order.order_id,
+            order.asset_id,
+            clock.to_datetime(ts),
+            order.side.value,
+            quantity,
+            price,
+            commission,
+            slip_cost,
+            base,
+            order.tag,
+        )
         assert self._listener is not None
         self._listener.order_filled(order, fill)
 
@@ -373,11 +385,22 @@ class SimulationBroker:
 
     def _log(self, order: Order, event: str, reason: str | None) -> None:
         clock = self._clock
-        self.order_log.append((
-            clock.now_ns if clock else 0, order.order_id, order.asset_id, order.side.value,
-            order.quantity, order.order_type.value, order.limit_price, order.stop_price,
-            order.time_in_force.value, event, reason, order.tag,
-        ))
+        self.order_log.append(
+            (
+                clock.now_ns if clock else 0,
+                order.order_id,
+                order.asset_id,
+                order.side.value,
+                order.quantity,
+                order.order_type.value,
+                order.limit_price,
+                order.stop_price,
+                order.time_in_force.value,
+                event,
+                reason,
+                order.tag,
+            )
+        )
 
     def __repr__(self) -> str:
         s = self.settings()

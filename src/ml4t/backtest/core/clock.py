@@ -6,6 +6,7 @@ broker and history all read it, so none of them can look past the bar being hand
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
@@ -105,8 +106,7 @@ class Clock:
             return []
         lo = min(b[0] for b in bounds)
         hi = max(b[1] for b in bounds) + 1
-        sizes = [getattr(f, "chunk_size", None) for f in self.feeds]
-        sizes = [s for s in sizes if s]
+        sizes: list[str] = [s for f in self.feeds if (s := getattr(f, "chunk_size", None))]
         if not sizes:
             return [(lo, hi)]
         freq = _pandas_freq(min(sizes, key=_approx_days))
@@ -114,7 +114,7 @@ class Clock:
             pd.Timestamp(lo).floor("D"), pd.Timestamp(hi), freq=freq
         ).asi8.tolist()
         cuts = [lo, *[e for e in edges if lo < e < hi], hi]
-        return list(zip(cuts[:-1], cuts[1:], strict=True))
+        return list(itertools.pairwise(cuts))
 
     def blocks(self) -> Iterator[Block]:
         """Yield merged blocks in time order."""

@@ -23,7 +23,7 @@ _TS_NAMES = ("timestamp", "datetime", "date", "time", "dt")
 
 
 def series_from_frame(
-    df: pl.DataFrame, source: str, timezone: str | None | bool = False
+    df: pl.DataFrame, source: str, timezone: str | bool | None = False
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Split a wide frame (timestamp + value columns) into ``name -> (ts_ns, values)``.
 
@@ -107,8 +107,9 @@ class Context(Mapping[str, float]):
         self._view: Mapping[str, float] | None = None
 
     # --- set-up (engine) ------------------------------------------------------------
-    def bind(self, clock: Any, timezone: str | None,
-             extra: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    def bind(
+        self, clock: Any, timezone: str | None, extra: Mapping[str, tuple[np.ndarray, np.ndarray]]
+    ) -> None:
         """Convert the frames (checking their timezone) and follow ``clock`` for "now"."""
         self._clock = clock
         self._series = {}

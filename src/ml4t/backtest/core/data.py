@@ -134,9 +134,12 @@ def merge_raw_blocks(parts: Sequence[RawBlock], column_names: Sequence[str]) -> 
     parts = [p for p in parts if p.ts.shape[0]]
     if not parts:
         empty = np.empty(0, dtype=np.int64)
-        return Block(empty, np.zeros(1, dtype=np.int64), empty.astype(np.int32), {
-            c: np.empty(0) for c in column_names
-        })
+        return Block(
+            empty,
+            np.zeros(1, dtype=np.int64),
+            empty.astype(np.int32),
+            {c: np.empty(0) for c in column_names},
+        )
     if len(parts) == 1:
         p = parts[0]
         ts, code = p.ts, p.code

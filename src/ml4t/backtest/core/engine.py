@@ -188,39 +188,51 @@ class BacktestEngine:
         pf.trades.scanner = self.history.extremes
         clock.override_ns, clock.base_index, clock.i = -1, 0, 0
         self._chunk = None
-        self._where: tuple[int, int] | None = None
+        self._where = None
         marker = Marker(pf.initial_cash)
         ts_parts: list[np.ndarray] = []
         state = _SessionState()
         block: Block | None = None
+        block_marked = False
         try:
             strategy._bind(self)
             strategy.on_start()
             for block in clock.blocks():
+                block_marked = False
                 self.history.add_block(block)
                 n = block.ts.shape[0]
                 for c0 in range(0, n, _CHUNK_TIMESTAMPS):
-                    chunk = Chunk(block, c0, min(c0 + _CHUNK_TIMESTAMPS, n), clock.signal_names,
-                                  clock.indicator_names, clock.to_datetime, self.context.as_of)
+                    chunk = Chunk(
+                        block,
+                        c0,
+                        min(c0 + _CHUNK_TIMESTAMPS, n),
+                        clock.signal_names,
+                        clock.indicator_names,
+                        clock.to_datetime,
+                        self.context.as_of,
+                    )
                     self._run_chunk(chunk, state)
                 ts_parts.append(block.ts)
                 marker.mark_block(block, pf.fills, n)
+                block_marked = True
                 pf.trades.checkpoint(int(block.ts[-1]))
             if state.day is not None:
                 self._end_session(state.last_ts)
         except Exception as exc:
-            if block is not None and (not ts_parts or ts_parts[-1] is not block):
+            if block is not None and not block_marked:
                 done = self._chunk.ts_index0 + clock.i if self._chunk is not None else 0
                 ts_parts.append(block.ts[:done])
                 marker.mark_block(block, pf.fills, done)
-            partial = build_result(self, ts_parts, marker.arrays(), time.perf_counter() - t0,
-                                   complete=False)
+            partial = build_result(
+                self, ts_parts, marker.arrays(), time.perf_counter() - t0, complete=False
+            )
             raise self._wrap_error(exc, partial) from exc
         if state.day is not None:
             clock.override_ns = None
             pf.trades.close_all_open(state.last_ts, state.index - 1, self.price_of)
-        result = build_result(self, ts_parts, marker.arrays(), time.perf_counter() - t0,
-                              complete=True)
+        result = build_result(
+            self, ts_parts, marker.arrays(), time.perf_counter() - t0, complete=True
+        )
         strategy.on_end(result)
         return result
 
@@ -249,8 +261,10 @@ class BacktestEngine:
                         clock.i = i
                         if broker.has_pending:
                             broker.process_open(chunk, i)
-                        on_bar(new(event_type, (ts_list[i], asset_ids[codes[i]], closes[i],
-                                                chunk, i)), context)
+                        on_bar(
+                            new(event_type, (ts_list[i], asset_ids[codes[i]], closes[i], chunk, i)),
+                            context,
+                        )
                         if broker.has_pending:
                             broker.process_close(chunk, i)
                 else:
@@ -260,8 +274,10 @@ class BacktestEngine:
                             broker.process_open(chunk, i)
                         ts = ts_list[i]
                         for r in range(offsets[i], offsets[i + 1]):
-                            on_bar(new(event_type, (ts, asset_ids[codes[r]], closes[r], chunk, r)),
-                                   context)
+                            on_bar(
+                                new(event_type, (ts, asset_ids[codes[r]], closes[r], chunk, r)),
+                                context,
+                            )
                         if broker.has_pending:
                             broker.process_close(chunk, i)
                 state.last_ts = ts_list[e - 1]
@@ -341,4 +357,3 @@ def _day_keys(chunk: Chunk, timezone: str | None) -> list[int]:
 
     local = pd.DatetimeIndex(ts.astype("datetime64[ns]")).tz_localize("UTC").tz_convert(timezone)
     return (local.tz_localize(None).asi8 // _DAY_NS).tolist()  # type: ignore[no-any-return]
-

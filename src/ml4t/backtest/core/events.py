@@ -57,7 +57,7 @@ class RowView(tuple, Mapping[str, float]):  # type: ignore[type-arg,misc]
         return len(self._cols.keys())
 
     def __contains__(self, key: object) -> bool:
-        return key in self._cols.keys()
+        return key in self._cols.keys()  # noqa: SIM118 - LazyColumns.keys() lists every name
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Mapping):

@@ -46,10 +46,10 @@ class Marker:
         if block_fills:
             f_t = np.fromiter((f[F_TS_INDEX] - k0 for f in block_fills), np.int64, len(block_fills))
             f_code = np.fromiter((f[F_CODE] for f in block_fills), np.int64, len(block_fills))
-            f_cash = np.fromiter((f[F_CASH_AFTER] for f in block_fills), np.float64,
-                                 len(block_fills))
-            f_qty = np.fromiter((f[F_QTY_AFTER] for f in block_fills), np.float64,
-                                len(block_fills))
+            f_cash = np.fromiter(
+                (f[F_CASH_AFTER] for f in block_fills), np.float64, len(block_fills)
+            )
+            f_qty = np.fromiter((f[F_QTY_AFTER] for f in block_fills), np.float64, len(block_fills))
             cash = _step(f_t, f_cash, self.cash, steps)
         else:
             f_t = f_code = np.empty(0, np.int64)
@@ -107,4 +107,3 @@ def _ffill(x: np.ndarray, carry: float) -> np.ndarray:
     np.maximum.accumulate(idx, out=idx)
     out = x[np.maximum(idx, 0)]
     return np.where(idx >= 0, out, carry)
-

@@ -8,13 +8,13 @@ strategy is *told* about an order arrives as immutable events (see :mod:`.events
 from __future__ import annotations
 
 import math
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 __all__ = ["Order", "OrderSide", "OrderStatus", "OrderType", "TimeInForce"]
 
 
-class OrderSide(str, Enum):
+class OrderSide(StrEnum):
     """Direction of an order."""
 
     BUY = "buy"
@@ -26,7 +26,7 @@ class OrderSide(str, Enum):
         return 1 if self is OrderSide.BUY else -1
 
 
-class OrderType(str, Enum):
+class OrderType(StrEnum):
     """How an order is priced.
 
     ``MARKET`` fills at the fill-timing price (next bar's open by default) plus slippage.
@@ -39,7 +39,7 @@ class OrderType(str, Enum):
     STOP = "stop"
 
 
-class TimeInForce(str, Enum):
+class TimeInForce(StrEnum):
     """How long an order stays working.
 
     ``GTC`` works until filled or cancelled. ``DAY`` works until the end of the first
@@ -51,7 +51,7 @@ class TimeInForce(str, Enum):
     DAY = "day"
 
 
-class OrderStatus(str, Enum):
+class OrderStatus(StrEnum):
     """Lifecycle state of an order."""
 
     PENDING = "pending"

@@ -121,11 +121,25 @@ class Portfolio:
             self.held[code] = None
             self.position_by_id[asset_id] = new
         self.fills.append(
-            (ts_ns, ts_index, order.order_id, asset_id, signed_qty, price, commission, slippage,
-             order.tag, realized, code, self.cash, new)
+            (
+                ts_ns,
+                ts_index,
+                order.order_id,
+                asset_id,
+                signed_qty,
+                price,
+                commission,
+                slippage,
+                order.tag,
+                realized,
+                code,
+                self.cash,
+                new,
+            )
         )
-        self.trades.on_fill(code, asset_id, old, signed_qty, price, commission, slippage,
-                            ts_ns, ts_index, order)
+        self.trades.on_fill(
+            code, asset_id, old, signed_qty, price, commission, slippage, ts_ns, ts_index, order
+        )
         return realized
 
 

@@ -43,9 +43,17 @@ class BacktestResult:
         False for the partial result attached to a :class:`StrategyError`.
     """
 
-    def __init__(self, trades_df: pl.DataFrame, fills_df: pl.DataFrame, orders_df: pl.DataFrame,
-                 portfolio_df: pl.DataFrame, metrics: dict[str, Any], metadata: dict[str, Any],
-                 elapsed_time: float, complete: bool) -> None:
+    def __init__(
+        self,
+        trades_df: pl.DataFrame,
+        fills_df: pl.DataFrame,
+        orders_df: pl.DataFrame,
+        portfolio_df: pl.DataFrame,
+        metrics: dict[str, Any],
+        metadata: dict[str, Any],
+        elapsed_time: float,
+        complete: bool,
+    ) -> None:
         self.trades_df = trades_df
         self.fills_df = fills_df
         self.orders_df = orders_df
@@ -72,13 +80,25 @@ class BacktestResult:
             ("bars (timestamps)", f"{self.portfolio_df.height:,}"),
         ]
         fmt = {
-            "initial_cash": "{:,.2f}", "final_equity": "{:,.2f}", "total_return": "{:.2%}",
-            "cagr": "{:.2%}", "volatility": "{:.2%}", "sharpe_ratio": "{:.3f}",
-            "sortino_ratio": "{:.3f}", "max_drawdown": "{:.2%}", "calmar_ratio": "{:.3f}",
-            "num_trades": "{:d}", "win_rate": "{:.2%}", "profit_factor": "{:.3f}",
-            "avg_trade_pnl": "{:,.2f}", "avg_holding_period": "{:.1f} bars",
-            "exposure": "{:.2%}", "turnover": "{:.2f}", "total_commission": "{:,.2f}",
-            "total_slippage": "{:,.2f}", "num_rejected_orders": "{:d}",
+            "initial_cash": "{:,.2f}",
+            "final_equity": "{:,.2f}",
+            "total_return": "{:.2%}",
+            "cagr": "{:.2%}",
+            "volatility": "{:.2%}",
+            "sharpe_ratio": "{:.3f}",
+            "sortino_ratio": "{:.3f}",
+            "max_drawdown": "{:.2%}",
+            "calmar_ratio": "{:.3f}",
+            "num_trades": "{:d}",
+            "win_rate": "{:.2%}",
+            "profit_factor": "{:.3f}",
+            "avg_trade_pnl": "{:,.2f}",
+            "avg_holding_period": "{:.1f} bars",
+            "exposure": "{:.2%}",
+            "turnover": "{:.2f}",
+            "total_commission": "{:,.2f}",
+            "total_slippage": "{:,.2f}",
+            "num_rejected_orders": "{:d}",
         }
         for key, f in fmt.items():
             value = self.metrics.get(key)
@@ -131,8 +151,13 @@ def _dt(values: Any, timezone: str | None) -> pl.Series:
     return s
 
 
-def build_result(engine: BacktestEngine, ts_parts: list[np.ndarray], books: dict[str, np.ndarray],
-                 elapsed: float, complete: bool) -> BacktestResult:
+def build_result(
+    engine: BacktestEngine,
+    ts_parts: list[np.ndarray],
+    books: dict[str, np.ndarray],
+    elapsed: float,
+    complete: bool,
+) -> BacktestResult:
     """Assemble the result frames from the fill ledger and the marked books."""
     clock, broker = engine.clock, engine.broker
     pf = broker.portfolio
@@ -144,17 +169,19 @@ def build_result(engine: BacktestEngine, ts_parts: list[np.ndarray], books: dict
     initial = pf.initial_cash
     prev = np.concatenate(([initial], equity[:-1])) if n else np.empty(0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        portfolio_df = pl.DataFrame({
-            "timestamp": _dt(ts, tz),
-            "equity": equity,
-            "cash": cash,
-            "positions_value": net,
-            "num_positions": npos,
-            "gross_leverage": gross / equity,
-            "net_leverage": net / equity,
-            "return": equity / prev - 1.0,
-            "cumulative_return": equity / initial - 1.0,
-        })
+        portfolio_df = pl.DataFrame(
+            {
+                "timestamp": _dt(ts, tz),
+                "equity": equity,
+                "cash": cash,
+                "positions_value": net,
+                "num_positions": npos,
+                "gross_leverage": gross / equity,
+                "net_leverage": net / equity,
+                "return": equity / prev - 1.0,
+                "cumulative_return": equity / initial - 1.0,
+            }
+        )
     fills = pf.fills
     fills_df = pl.DataFrame(
         {
@@ -190,8 +217,12 @@ def build_result(engine: BacktestEngine, ts_parts: list[np.ndarray], books: dict
     trades_df = _trades_frame(pf.trades.closed, clock.signal_names, engine.context.names, tz)
     closed = trades_df.filter(~pl.col("is_open"))
     metrics = compute_metrics(
-        ts, equity, initial, npos,
-        closed["pnl_net"].to_numpy(), closed["holding_period_bars"].to_numpy(),
+        ts,
+        equity,
+        initial,
+        npos,
+        closed["pnl_net"].to_numpy(),
+        closed["holding_period_bars"].to_numpy(),
         closed["holding_period"].dt.total_seconds().to_numpy().astype(np.float64),
         fills_df["value"].to_numpy(),
     )
@@ -210,12 +241,17 @@ def build_result(engine: BacktestEngine, ts_parts: list[np.ndarray], books: dict
         "created_at": datetime.now(UTC).isoformat(),
         "versions": _versions(),
     }
-    return BacktestResult(trades_df, fills_df, orders_df, portfolio_df, metrics, metadata,
-                          elapsed, complete)
+    return BacktestResult(
+        trades_df, fills_df, orders_df, portfolio_df, metrics, metadata, elapsed, complete
+    )
 
 
-def _trades_frame(closed: list[dict[str, Any]], signal_names: tuple[str, ...],
-                  context_names: list[str], tz: str | None) -> pl.DataFrame:
+def _trades_frame(
+    closed: list[dict[str, Any]],
+    signal_names: tuple[str, ...],
+    context_names: list[str],
+    tz: str | None,
+) -> pl.DataFrame:
     nan = float("nan")
     base = [k for k in (closed[0] if closed else _EMPTY_TRADE) if not k.startswith("_")]
     data: dict[str, Any] = {k: [t[k] for t in closed] for k in base}
@@ -226,28 +262,50 @@ def _trades_frame(closed: list[dict[str, Any]], signal_names: tuple[str, ...],
         ("exit_context_", "_exit_context", context_names),
     ):
         for name in names:
-            data[prefix + name] = pl.Series([t[key].get(name, nan) for t in closed],
-                                            dtype=pl.Float64)
+            data[prefix + name] = pl.Series(
+                [t[key].get(name, nan) for t in closed], dtype=pl.Float64
+            )
     schema = {k: _EMPTY_TRADE[k] for k in base}
-    df = pl.DataFrame({k: pl.Series(v, dtype=schema.get(k)) if k in schema else v
-                       for k, v in data.items()})
+    df = pl.DataFrame(
+        {k: pl.Series(v, dtype=schema.get(k)) if k in schema else v for k, v in data.items()}
+    )
     df = df.with_columns(
         _dt(df["entry_timestamp"], tz).alias("entry_timestamp"),
         _dt(df["exit_timestamp"], tz).alias("exit_timestamp"),
     )
-    df = df.with_columns((pl.col("exit_timestamp") - pl.col("entry_timestamp")).alias("holding_period"))
+    df = df.with_columns(
+        (pl.col("exit_timestamp") - pl.col("entry_timestamp")).alias("holding_period")
+    )
     return df
 
 
 _EMPTY_TRADE: dict[str, Any] = {
-    "trade_id": pl.Int64, "asset_id": pl.String, "direction": pl.String,
-    "entry_timestamp": pl.Int64, "exit_timestamp": pl.Int64, "entry_price": pl.Float64,
-    "exit_price": pl.Float64, "quantity": pl.Float64, "entry_commission": pl.Float64,
-    "exit_commission": pl.Float64, "commission": pl.Float64, "slippage": pl.Float64,
-    "pnl_gross": pl.Float64, "pnl_net": pl.Float64, "pnl_percent": pl.Float64,
-    "holding_period_bars": pl.Int64, "mfe": pl.Float64, "mae": pl.Float64,
-    "mfe_pct": pl.Float64, "mae_pct": pl.Float64, "exit_reason": pl.String, "is_open": pl.Boolean,
-    "_entry_signals": None, "_exit_signals": None, "_entry_context": None, "_exit_context": None,
+    "trade_id": pl.Int64,
+    "asset_id": pl.String,
+    "direction": pl.String,
+    "entry_timestamp": pl.Int64,
+    "exit_timestamp": pl.Int64,
+    "entry_price": pl.Float64,
+    "exit_price": pl.Float64,
+    "quantity": pl.Float64,
+    "entry_commission": pl.Float64,
+    "exit_commission": pl.Float64,
+    "commission": pl.Float64,
+    "slippage": pl.Float64,
+    "pnl_gross": pl.Float64,
+    "pnl_net": pl.Float64,
+    "pnl_percent": pl.Float64,
+    "holding_period_bars": pl.Int64,
+    "mfe": pl.Float64,
+    "mae": pl.Float64,
+    "mfe_pct": pl.Float64,
+    "mae_pct": pl.Float64,
+    "exit_reason": pl.String,
+    "is_open": pl.Boolean,
+    "_entry_signals": None,
+    "_exit_signals": None,
+    "_entry_context": None,
+    "_exit_context": None,
 }
 
 

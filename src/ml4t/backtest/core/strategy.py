@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .context import Context
     from .engine import BacktestEngine
     from .events import FillEvent, MarketEvent
+    from .portfolio import Portfolio
 
 __all__ = ["Strategy"]
 
@@ -42,6 +43,9 @@ class Strategy:
     """
 
     _engine: BacktestEngine
+    _broker: Any
+    _pf: Portfolio
+    _pos: dict[str, float]
 
     # --- lifecycle -----------------------------------------------------------------------
     def on_start(self) -> None:
@@ -130,7 +134,8 @@ class Strategy:
         """
         if n <= 0:
             raise ValueError(f"history needs n > 0, got {n}")
-        return self._engine.history.get(self._code(asset_id), field, int(n))
+        values: np.ndarray = self._engine.history.get(self._code(asset_id), field, int(n))
+        return values
 
     # --- orders --------------------------------------------------------------------------
     def submit_order(self, order: Order) -> Order:
@@ -140,7 +145,8 @@ class Strategy:
         if code is not None:
             order._signals_snapshot = engine.signals_now(code)
         order._context_snapshot = engine.context_now()
-        return self._broker.submit_order(order)
+        submitted: Order = self._broker.submit_order(order)
+        return submitted
 
     def buy(
         self,
@@ -194,7 +200,9 @@ class Strategy:
         side = OrderSide.SELL if held > 0 else OrderSide.BUY
         return self.submit_order(Order(asset_id, side, abs(held), tag=tag))
 
-    def reduce_position(self, asset_id: str, fraction: float, tag: str | None = None) -> Order | None:
+    def reduce_position(
+        self, asset_id: str, fraction: float, tag: str | None = None
+    ) -> Order | None:
         """Close ``fraction`` (0..1] of the position with a market order."""
         _check_fraction("fraction", fraction)
         held = self.get_position(asset_id)
@@ -204,7 +212,9 @@ class Strategy:
         side = OrderSide.SELL if held > 0 else OrderSide.BUY
         return self.submit_order(Order(asset_id, side, qty, tag=tag))
 
-    def order_target_quantity(self, asset_id: str, target: float, tag: str | None = None) -> Order | None:
+    def order_target_quantity(
+        self, asset_id: str, target: float, tag: str | None = None
+    ) -> Order | None:
         """Trade to hold ``target`` units (negative = short); None when already there."""
         delta = self._round_signed(target - self.get_position(asset_id))
         if delta == 0:
@@ -212,15 +222,21 @@ class Strategy:
         side = OrderSide.BUY if delta > 0 else OrderSide.SELL
         return self.submit_order(Order(asset_id, side, abs(delta), tag=tag))
 
-    def order_target_value(self, asset_id: str, value: float, tag: str | None = None) -> Order | None:
+    def order_target_value(
+        self, asset_id: str, value: float, tag: str | None = None
+    ) -> Order | None:
         """Trade to hold ``value`` currency of the asset at its latest close."""
         return self.order_target_quantity(asset_id, value / self._price(asset_id), tag=tag)
 
-    def order_target_percent(self, asset_id: str, percent: float, tag: str | None = None) -> Order | None:
+    def order_target_percent(
+        self, asset_id: str, percent: float, tag: str | None = None
+    ) -> Order | None:
         """Trade so the position is ``percent`` (a fraction) of current equity."""
         return self.order_target_value(asset_id, percent * self._pf.equity(), tag=tag)
 
-    def rebalance_to_weights(self, weights: Mapping[str, float], tag: str | None = None) -> list[Order]:
+    def rebalance_to_weights(
+        self, weights: Mapping[str, float], tag: str | None = None
+    ) -> list[Order]:
         """Trade every asset to ``weight * equity``; held assets not listed go to zero.
 
         Equity is measured once, sells are submitted before buys.
@@ -265,11 +281,12 @@ class Strategy:
     def cancel_order(self, order: Order | int) -> bool:
         """Cancel a working order (by object or id); return False if it is not working."""
         order_id = order.order_id if isinstance(order, Order) else int(order)
-        return self._broker.cancel_order(order_id)
+        return bool(self._broker.cancel_order(order_id))
 
     def get_open_orders(self, asset_id: str | None = None) -> list[Order]:
         """Return working orders, optionally only those of ``asset_id``."""
-        return self._broker.open_orders(asset_id)
+        orders: list[Order] = self._broker.open_orders(asset_id)
+        return orders
 
     # --- internals ----------------------------------------------------------------------
     def _code(self, asset_id: str) -> int:
@@ -304,8 +321,10 @@ def _make(
 ) -> Order:
     if limit_price is not None and stop_price is not None:
         raise ValueError("stop-limit orders are not supported yet; give limit_price or stop_price")
-    kind = OrderType.LIMIT if limit_price is not None else (
-        OrderType.STOP if stop_price is not None else OrderType.MARKET
+    kind = (
+        OrderType.LIMIT
+        if limit_price is not None
+        else (OrderType.STOP if stop_price is not None else OrderType.MARKET)
     )
     return Order(asset_id, side, quantity, kind, limit_price, stop_price, tif, tag)
 

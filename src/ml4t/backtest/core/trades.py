@@ -44,8 +44,16 @@ class OpenTrade:
         "trade_id",
     )
 
-    def __init__(self, trade_id: int, code: int, asset_id: str, direction: int, ts: int,
-                 ts_index: int, order: Any) -> None:
+    def __init__(
+        self,
+        trade_id: int,
+        code: int,
+        asset_id: str,
+        direction: int,
+        ts: int,
+        ts_index: int,
+        order: Any,
+    ) -> None:
         self.trade_id = trade_id
         self.code = code
         self.asset_id = asset_id
@@ -76,8 +84,19 @@ class TradeTracker:
         self.scanner: Scanner | None = None
         self._next_id = 0
 
-    def on_fill(self, code: int, asset_id: str, old: float, signed_qty: float, price: float,
-                commission: float, slippage: float, ts: int, ts_index: int, order: Any) -> None:
+    def on_fill(
+        self,
+        code: int,
+        asset_id: str,
+        old: float,
+        signed_qty: float,
+        price: float,
+        commission: float,
+        slippage: float,
+        ts: int,
+        ts_index: int,
+        order: Any,
+    ) -> None:
         """Update trades with one fill (called by the portfolio)."""
         qty = abs(signed_qty)
         direction = 1 if signed_qty > 0 else -1
@@ -99,16 +118,16 @@ class TradeTracker:
                 return
             commission *= remaining / qty
             slippage *= remaining / qty
-        trade = self.open.get(code)
-        if trade is None:
-            trade = OpenTrade(self._next_id, code, asset_id, direction, ts, ts_index, order)
+        current = self.open.get(code)
+        if current is None:
+            current = OpenTrade(self._next_id, code, asset_id, direction, ts, ts_index, order)
             self._next_id += 1
-            self.open[code] = trade
-        trade.qty += remaining
-        trade.entry_qty += remaining
-        trade.entry_value += remaining * price
-        trade.entry_commission += commission
-        trade.entry_slippage += slippage
+            self.open[code] = current
+        current.qty += remaining
+        current.entry_qty += remaining
+        current.entry_value += remaining * price
+        current.entry_commission += commission
+        current.entry_slippage += slippage
 
     def checkpoint(self, upto_ts: int) -> None:
         """Fold bars up to ``upto_ts`` into open trades' excursions (before data is dropped)."""
@@ -125,8 +144,16 @@ class TradeTracker:
         trade.lo = min(trade.lo, lo)
         trade.scan_from = upto_ts + 1
 
-    def _close(self, trade: OpenTrade, ts: int, ts_index: int, order: Any, *, is_open: bool,
-               mark_price: float) -> None:
+    def _close(
+        self,
+        trade: OpenTrade,
+        ts: int,
+        ts_index: int,
+        order: Any,
+        *,
+        is_open: bool,
+        mark_price: float,
+    ) -> None:
         self._scan(trade, ts)
         del self.open[trade.code]
         if is_open:  # still open at the end: valued at the last price, no exit costs
@@ -153,37 +180,40 @@ class TradeTracker:
         fav = (hi - entry_price) if d > 0 else (entry_price - lo)
         adv = (lo - entry_price) if d > 0 else (entry_price - hi)
         fav, adv = max(fav, 0.0), min(adv, 0.0)
-        self.closed.append({
-            "trade_id": trade.trade_id,
-            "asset_id": trade.asset_id,
-            "direction": "long" if d > 0 else "short",
-            "entry_timestamp": trade.entry_ts,
-            "exit_timestamp": ts,
-            "entry_price": entry_price,
-            "exit_price": exit_price,
-            "quantity": exit_qty,
-            "entry_commission": trade.entry_commission,
-            "exit_commission": trade.exit_commission,
-            "commission": commission,
-            "slippage": trade.entry_slippage + trade.exit_slippage,
-            "pnl_gross": pnl_gross,
-            "pnl_net": pnl_net,
-            "pnl_percent": pnl_net / cost_basis if cost_basis else math.nan,
-            "holding_period_bars": ts_index - trade.entry_index,
-            "mfe": fav * exit_qty,
-            "mae": adv * exit_qty,
-            "mfe_pct": fav / entry_price,
-            "mae_pct": adv / entry_price,
-            "exit_reason": reason,
-            "is_open": is_open,
-            "_entry_signals": trade.entry_signals,
-            "_exit_signals": exit_signals,
-            "_entry_context": trade.entry_context,
-            "_exit_context": exit_context,
-        })
+        self.closed.append(
+            {
+                "trade_id": trade.trade_id,
+                "asset_id": trade.asset_id,
+                "direction": "long" if d > 0 else "short",
+                "entry_timestamp": trade.entry_ts,
+                "exit_timestamp": ts,
+                "entry_price": entry_price,
+                "exit_price": exit_price,
+                "quantity": exit_qty,
+                "entry_commission": trade.entry_commission,
+                "exit_commission": trade.exit_commission,
+                "commission": commission,
+                "slippage": trade.entry_slippage + trade.exit_slippage,
+                "pnl_gross": pnl_gross,
+                "pnl_net": pnl_net,
+                "pnl_percent": pnl_net / cost_basis if cost_basis else math.nan,
+                "holding_period_bars": ts_index - trade.entry_index,
+                "mfe": fav * exit_qty,
+                "mae": adv * exit_qty,
+                "mfe_pct": fav / entry_price,
+                "mae_pct": adv / entry_price,
+                "exit_reason": reason,
+                "is_open": is_open,
+                "_entry_signals": trade.entry_signals,
+                "_exit_signals": exit_signals,
+                "_entry_context": trade.entry_context,
+                "_exit_context": exit_context,
+            }
+        )
 
     def close_all_open(self, ts: int, ts_index: int, price_of: Callable[[int], float]) -> None:
         """Record still-open trades as ``end_of_data`` at the last prices (no fills)."""
         for trade in sorted(self.open.values(), key=lambda t: t.trade_id):
-            self._close(trade, ts, ts_index, None, is_open=True,
-                        mark_price=float(price_of(trade.code)))
+            self._close(
+                trade, ts, ts_index, None, is_open=True, mark_price=float(price_of(trade.code))
+            )
