@@ -63,9 +63,7 @@ def build_bars(
 
 def build_long(assets: Sequence[str], n: int, **kwargs: Any) -> pl.DataFrame:
     """Return a long multi-asset frame sorted by (timestamp, asset_id)."""
-    frames = [
-        build_bars(n, asset=a, base=100.0 * (k + 1), **kwargs) for k, a in enumerate(assets)
-    ]
+    frames = [build_bars(n, asset=a, base=100.0 * (k + 1), **kwargs) for k, a in enumerate(assets)]
     return pl.concat(frames).sort("timestamp", "asset_id")
 
 

@@ -116,6 +116,12 @@ def read_ohlcv_csv(
         reader = csv.reader(fh)
         header = next(reader, None)
         first = next(reader, None)
+        width = None if first is None else len(first)
+        for line, fields in enumerate(reader, start=3):
+            if fields and len(fields) != width:
+                raise DataValidationError(
+                    f"{path}: line {line} has {len(fields)} fields, line 2 has {width}"
+                )
     if not header or first is None:
         raise DataValidationError(f"{path}: the file has no header or no data rows")
     names = [re.sub(r"\s+", "_", h.strip().lower()) for h in header]

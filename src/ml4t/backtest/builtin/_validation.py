@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import polars as pl
 
+from ..core.data import make_ts_converter
 from ..errors import DataValidationError
 
 ROW = "__ml4t_row"
@@ -24,9 +25,11 @@ def first_row_where(df: pl.DataFrame, cond: pl.Expr) -> dict[str, object] | None
     return hit.row(0, named=True) if hit.height else None
 
 
-def where(row: dict[str, object], has_asset: bool) -> str:
-    """Describe a row's position: source row, timestamp and asset."""
-    text = f"row {row.get(ROW)}, timestamp {row.get(TS)}"
+def where(row: dict[str, object], has_asset: bool, timezone: str | None = None) -> str:
+    """Describe a row's position: source row, timestamp (ISO format) and asset."""
+    ts = row.get(TS)
+    shown = make_ts_converter(timezone)(ts).isoformat() if isinstance(ts, int) else ts
+    text = f"row {row.get(ROW)}, timestamp {shown}"
     if has_asset:
         text += f", asset {row.get(ASSET)!r}"
     return text
@@ -54,7 +57,9 @@ def _any_problem(df: pl.DataFrame, value_columns: list[str]) -> bool:
     return bool(flags["bad"][0])
 
 
-def validate_rows(df: pl.DataFrame, source: str, value_columns: list[str]) -> None:
+def validate_rows(
+    df: pl.DataFrame, source: str, value_columns: list[str], timezone: str | None = None
+) -> None:
     """Validate prices, volume and value columns of a normalised frame.
 
     ``df`` has columns ``timestamp`` (int64 ns), optional ``asset_id``, OHLCV, the value
@@ -76,26 +81,26 @@ def validate_rows(df: pl.DataFrame, source: str, value_columns: list[str]) -> No
         row = first_row_where(df, pl.col(col).is_null() | pl.col(col).is_nan())
         if row is not None:
             raise DataValidationError(
-                f"{source}: column {col!r} is null/NaN at {where(row, has_asset)}"
+                f"{source}: column {col!r} is null/NaN at {where(row, has_asset, timezone)}"
             )
     for col in OHLC:
         row = first_row_where(df, (pl.col(col) <= 0) | pl.col(col).is_infinite())
         if row is not None:
             raise DataValidationError(
                 f"{source}: column {col!r} must be positive and finite, got {row[col]!r} "
-                f"at {where(row, has_asset)}"
+                f"at {where(row, has_asset, timezone)}"
             )
     row = first_row_where(df, (pl.col("volume") < 0) | pl.col("volume").is_infinite())
     if row is not None:
         raise DataValidationError(
             f"{source}: column 'volume' must be >= 0 and finite, got {row['volume']!r} "
-            f"at {where(row, has_asset)}"
+            f"at {where(row, has_asset, timezone)}"
         )
     row = first_row_where(df, pl.col("high") < pl.col("low"))
     if row is not None:
         raise DataValidationError(
             f"{source}: column 'high' ({row['high']!r}) is below 'low' ({row['low']!r}) "
-            f"at {where(row, has_asset)}"
+            f"at {where(row, has_asset, timezone)}"
         )
     for col in ("close", "open"):
         cond = (pl.col(col) > pl.col("high")) | (pl.col(col) < pl.col("low"))
@@ -103,32 +108,33 @@ def validate_rows(df: pl.DataFrame, source: str, value_columns: list[str]) -> No
         if row is not None:
             raise DataValidationError(
                 f"{source}: column {col!r} ({row[col]!r}) is outside [low, high] = "
-                f"[{row['low']!r}, {row['high']!r}] at {where(row, has_asset)}"
+                f"[{row['low']!r}, {row['high']!r}] at {where(row, has_asset, timezone)}"
             )
     for col in value_columns:
         row = first_row_where(df, pl.col(col).is_infinite())
         if row is not None:
             raise DataValidationError(
-                f"{source}: column {col!r} is infinite at {where(row, has_asset)}; "
+                f"{source}: column {col!r} is infinite at {where(row, has_asset, timezone)}; "
                 "use NaN for a missing value"
             )
-    check_order(df, source)
+    check_order(df, source, timezone)
 
 
-def check_order(df: pl.DataFrame, source: str) -> None:
+def check_order(df: pl.DataFrame, source: str, timezone: str | None = None) -> None:
     """Raise if timestamps decrease or a (timestamp, asset) pair repeats."""
     has_asset = ASSET in df.columns
     row = first_row_where(df, pl.col(TS).diff() < 0)
     if row is not None:
+        at = where(row, has_asset, timezone)
         raise DataValidationError(
-            f"{source}: column 'timestamp' is not sorted ascending: {where(row, has_asset)} "
-            "comes after a later timestamp; sort the data by timestamp first"
+            f"{source}: column 'timestamp' is not sorted ascending: {at} comes after a later "
+            "timestamp; sort the data by timestamp first"
         )
     keys = [TS, ASSET] if has_asset else [TS]
     row = first_row_where(df, pl.struct(keys).is_duplicated())
     if row is not None:
         what = "(timestamp, asset) pair" if has_asset else "timestamp"
         raise DataValidationError(
-            f"{source}: duplicate {what} at {where(row, has_asset)}; each asset may have "
+            f"{source}: duplicate {what} at {where(row, has_asset, timezone)}; each asset may have "
             "one bar per timestamp"
         )

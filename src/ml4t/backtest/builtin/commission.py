@@ -14,8 +14,11 @@ from ..errors import ConfigError
 __all__ = ["NoCommission", "PerShareCommission", "PercentageCommission"]
 
 
-def _non_negative(name: str, value: float) -> float:
-    value = float(value)
+def non_negative_number(name: str, value: float) -> float:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number, got {value!r}") from None
     if not math.isfinite(value) or value < 0:
         raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
     return value
@@ -42,7 +45,7 @@ class PercentageCommission:
     """
 
     def __init__(self, rate: float) -> None:
-        self.rate = _non_negative("PercentageCommission rate", rate)
+        self.rate = non_negative_number("PercentageCommission rate", rate)
 
     def calculate(self, quantity: float, price: float) -> float:
         """Return ``rate * quantity * price``."""
@@ -64,8 +67,10 @@ class PerShareCommission:
     """
 
     def __init__(self, cost_per_share: float, minimum: float = 0.0) -> None:
-        self.cost_per_share = _non_negative("PerShareCommission cost_per_share", cost_per_share)
-        self.minimum = _non_negative("PerShareCommission minimum", minimum)
+        self.cost_per_share = non_negative_number(
+            "PerShareCommission cost_per_share", cost_per_share
+        )
+        self.minimum = non_negative_number("PerShareCommission minimum", minimum)
 
     def calculate(self, quantity: float, price: float) -> float:
         """Return ``max(minimum, cost_per_share * quantity)``."""

@@ -173,7 +173,7 @@ class PolarsDataFeed:
 
     def _load_eager(self) -> None:
         df = self._frame.collect()
-        validate_rows(df, self.name, self._value_cols)
+        validate_rows(df, self.name, self._value_cols, self.timezone)
         self._set_assets(df)
         self._ts = df[TS].to_numpy()
         self._code = self._codes(df)
@@ -190,7 +190,7 @@ class PolarsDataFeed:
             raise DataValidationError(
                 f"{self.name}: column 'timestamp' has a null value at row {row[ROW]}"
             )
-        check_order(df_keys, self.name)
+        check_order(df_keys, self.name, self.timezone)
         self._set_assets(df_keys)
         ts = df_keys[TS]
         self._bounds = (int(ts.min()), int(ts.max())) if len(ts) else (0, -1)  # type: ignore[arg-type]
@@ -224,7 +224,7 @@ class PolarsDataFeed:
                 self._ts[lo:hi], self._code[lo:hi], {c: v[lo:hi] for c, v in self._cols.items()}
             )
         df = self._frame.filter((pl.col(TS) >= start_ns) & (pl.col(TS) < end_ns)).collect()
-        validate_rows(df, self.name, self._value_cols)
+        validate_rows(df, self.name, self._value_cols, self.timezone)
         if self._has_asset_col:
             extra = set(df[ASSET].unique().to_list()) - set(self.asset_ids)
             if extra:  # pragma: no cover - the data changed under us
@@ -292,7 +292,8 @@ def _parse_chunk(chunk: str | None, source: str) -> str | None:
         return None
     text = chunk.strip().lower().replace("months", "mo").replace("month", "mo")
     text = text.replace("weeks", "w").replace("week", "w").replace("days", "d").replace("day", "d")
-    if not text or not text[0].isdigit() or text.lstrip("0123456789") not in ("mo", "w", "d"):
+    digits = text[: len(text) - len(text.lstrip("0123456789"))]
+    if not digits or int(digits) <= 0 or text[len(digits) :] not in ("mo", "w", "d"):
         raise DataValidationError(
             f"{source}: chunk_size {chunk!r} is not a duration like '1month', '2w' or '7d'"
         )

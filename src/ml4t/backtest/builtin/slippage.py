@@ -7,9 +7,8 @@ better and are not slipped. The slipped price is not capped by the bar's range.
 
 from __future__ import annotations
 
-import math
-
 from ..errors import ConfigError
+from .commission import non_negative_number
 
 __all__ = ["FixedSlippage", "NoSlippage", "PercentageSlippage"]
 
@@ -35,10 +34,7 @@ class FixedSlippage:
     """
 
     def __init__(self, amount: float) -> None:
-        amount = float(amount)
-        if not math.isfinite(amount) or amount < 0:
-            raise ConfigError(f"FixedSlippage amount must be a finite number >= 0, got {amount!r}")
-        self.amount = amount
+        self.amount = non_negative_number("FixedSlippage amount", amount)
 
     def fill_price(self, price: float, side: int, quantity: float, volume: float) -> float:
         """Return ``price + side * amount`` (never below a tenth of a cent for sells)."""
@@ -58,8 +54,8 @@ class PercentageSlippage:
     """
 
     def __init__(self, rate: float) -> None:
-        rate = float(rate)
-        if not math.isfinite(rate) or not 0 <= rate < 1:
+        rate = non_negative_number("PercentageSlippage rate", rate)
+        if not rate < 1:
             raise ConfigError(f"PercentageSlippage rate must be in [0, 1), got {rate!r}")
         self.rate = rate
 

@@ -46,13 +46,20 @@ class Clock:
     ``override_ns`` is set (before a session starts, "now" is just before its first bar).
     """
 
-    def __init__(self, feeds: Sequence[Feed]) -> None:
+    def __init__(self, feeds: Sequence[Feed], names: Sequence[str] | None = None) -> None:
         if not feeds:
             raise DataValidationError("no data feed given")
         self.feeds = list(feeds)
+        labels = list(names) if names is not None else [f.name for f in self.feeds]
+        if len(set(labels)) < len(labels):
+            labels = [f"feed {k} ({label})" for k, label in enumerate(labels)]
+        self.feed_names = labels
         zones = {f.timezone for f in self.feeds}
         if len({z is None for z in zones}) > 1:
-            described = ", ".join(f"{f.name}: {f.timezone or 'naive'}" for f in self.feeds)
+            described = ", ".join(
+                f"{label}: {f.timezone or 'naive'}"
+                for label, f in zip(labels, self.feeds, strict=True)
+            )
             raise DataValidationError(
                 f"feeds mix timezone-aware and naive timestamps ({described}); make all of "
                 "them timezone-aware or all naive"
@@ -62,14 +69,14 @@ class Clock:
         self.asset_ids: list[str] = []
         self._maps: list[np.ndarray] = []
         owner: dict[str, str] = {}
-        for feed in self.feeds:
+        for label, feed in zip(labels, self.feeds, strict=True):
             codes = []
             for a in feed.asset_ids:
                 if a in owner:
                     raise DataValidationError(
-                        f"asset {a!r} is provided by two feeds ({owner[a]!r} and {feed.name!r})"
+                        f"asset {a!r} is provided by two feeds ({owner[a]!r} and {label!r})"
                     )
-                owner[a] = feed.name
+                owner[a] = label
                 codes.append(len(self.asset_ids))
                 self.asset_ids.append(a)
             self._maps.append(np.asarray(codes, dtype=np.int32))

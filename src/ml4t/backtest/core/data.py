@@ -62,11 +62,30 @@ class Feed(Protocol):
     source at that boundary. ``load`` is called once per time window, in order.
     """
 
-    name: str
-    asset_ids: Sequence[str]
-    signal_names: Sequence[str]
-    indicator_names: Sequence[str]
-    timezone: str | None
+    @property
+    def name(self) -> str:
+        """Name used in messages (file path or "frame")."""
+        ...
+
+    @property
+    def asset_ids(self) -> Sequence[str]:
+        """Assets the feed provides, sorted; local code = index."""
+        ...
+
+    @property
+    def signal_names(self) -> Sequence[str]:
+        """Signal columns."""
+        ...
+
+    @property
+    def indicator_names(self) -> Sequence[str]:
+        """Indicator columns."""
+        ...
+
+    @property
+    def timezone(self) -> str | None:
+        """Timezone of the timestamps, None when naive."""
+        ...
 
     def time_bounds(self) -> tuple[int, int]:
         """Return the first and last timestamp (int64 ns UTC), inclusive."""

@@ -9,6 +9,7 @@ loop or done once per block.
 
 from __future__ import annotations
 
+import sys
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -76,10 +77,12 @@ class BacktestEngine:
     ) -> None:
         if feed is not None and feeds is not None:
             raise ConfigError("give either feed or feeds, not both")
+        names: list[str] | None = None
         if feeds is None:
             feed_list: list[Feed] = [] if feed is None else [feed]
         elif isinstance(feeds, Mapping):
             feed_list = []
+            names = [str(k) for k in feeds]
             for key, f in feeds.items():
                 if not isinstance(f, Feed):
                     raise ConfigError(
@@ -108,7 +111,7 @@ class BacktestEngine:
         self.context = context if context is not None else Context()
         self.history_bars = int(history_bars)
         self.name = name or type(strategy).__name__
-        self.clock = Clock(self.feeds)
+        self.clock = Clock(self.feeds, names)
         self.history = History(self.clock, self.history_bars)
         self._chunk: Chunk | None = None
         self._where: tuple[int, int] | None = None
@@ -316,8 +319,7 @@ class BacktestEngine:
             in_broker = any(f.name in ("process_open", "process_close") for f in frames)
             if not in_broker and 0 <= r < len(chunk.code):
                 asset = self.clock.asset_ids[chunk.code[r]]
-        in_user_code = bool(frames) and not frames[-1].filename.startswith(_PKG_DIR)
-        if not in_user_code:
+        if not _raised_in_strategy(self.strategy, frames):
             exc.add_note(f"while handling timestamp {when}" + (f", asset {asset}" if asset else ""))
             return exc
         at = f"timestamp {when}" + (f", asset {asset!r}" if asset else "")
@@ -327,6 +329,22 @@ class BacktestEngine:
             "is marked incomplete."
         )
         return StrategyError(message, timestamp=when, asset_id=asset, partial_result=partial)
+
+
+def _raised_in_strategy(strategy: Strategy, frames: traceback.StackSummary) -> bool:
+    """Return True when the traceback runs through the user's strategy code.
+
+    The files of every class in the strategy's MRO outside this package count as strategy
+    code, so an error raised by a library the strategy calls (or by one of our helpers it
+    called with a bad argument) is still reported as the strategy's.
+    """
+    files = set()
+    for cls in type(strategy).__mro__:
+        module = sys.modules.get(cls.__module__)
+        path = getattr(module, "__file__", None)
+        if path and not str(Path(path).resolve()).startswith(_PKG_DIR):
+            files.add(str(Path(path).resolve()))
+    return any(str(Path(f.filename).resolve()) in files for f in frames)
 
 
 class _SessionState:

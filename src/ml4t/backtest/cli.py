@@ -1,0 +1,98 @@
+"""The ``ml4t-backtest`` command line.
+
+Subcommands
+-----------
+``demo [--output DIR] [--quiet]``
+    Run the embedded walk-forward ML demo (:func:`ml4t.backtest.demo.run_demo`).
+
+Errors raised by ml4t.backtest (:class:`~ml4t.backtest.BacktestError` and subclasses)
+are printed as one line on stderr and exit with status 2, without a traceback; a
+failure to write the output (``OSError``) exits with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from .errors import BacktestError
+
+__all__ = ["build_parser", "main"]
+
+PROG = "ml4t-backtest"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of ``ml4t-backtest``."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Event-driven, point-in-time correct backtesting for ML strategies.",
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    demo = sub.add_parser(
+        "demo",
+        help="run a walk-forward ML strategy on the embedded NVDA/ORCL/YHOO daily data",
+        description=(
+            "Fit a ridge model walk-forward on embedded real daily bars (NVDA, ORCL, YHOO, "
+            "2005-2014), trade its predictions with costs, print the metrics and write "
+            "the result files."
+        ),
+    )
+    demo.add_argument(
+        "--output",
+        "-o",
+        metavar="DIR",
+        default="ml4t_demo_output",
+        help="directory for the result files (default: ./ml4t_demo_output)",
+    )
+    demo.add_argument("--quiet", "-q", action="store_true", help="print nothing")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line and return the exit status.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        Arguments without the program name; ``sys.argv[1:]`` when omitted.
+
+    Returns
+    -------
+    int
+        0 on success, 1 on an I/O error, 2 on a usage error or an ml4t.backtest error,
+        130 when interrupted.
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(None if argv is None else list(argv))
+    except SystemExit as exc:  # --help, --version and usage errors
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        if args.command == "demo":
+            from .demo import run_demo
+
+            run_demo(args.output, quiet=args.quiet)
+        return 0
+    except BacktestError as exc:
+        notes = "; ".join(getattr(exc, "__notes__", ()))
+        _error(f"{type(exc).__name__}: {exc}" + (f" ({notes})" if notes else ""))
+        return 2
+    except OSError as exc:
+        _error(f"{type(exc).__name__}: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return 130
+
+
+def _error(message: str) -> None:
+    # One line: a multi-line message (e.g. with exception notes) is joined.
+    text = " ".join(message.split("\n"))
+    print(f"{PROG}: error: {text}", file=sys.stderr)

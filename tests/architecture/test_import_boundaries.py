@@ -1,0 +1,46 @@
+"""Layering rules: core never imports builtin; ml4t stays a PEP 420 namespace."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import ml4t.backtest
+
+PKG = Path(ml4t.backtest.__file__).resolve().parent
+
+
+def _imports(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text())
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            prefix = "." * node.level
+            out.append(prefix + (node.module or ""))
+        elif isinstance(node, ast.Import):
+            out.extend(alias.name for alias in node.names)
+    return out
+
+
+def test_core_modules_never_import_builtin() -> None:
+    offenders = []
+    for path in sorted((PKG / "core").glob("*.py")):
+        for name in _imports(path):
+            if "builtin" in name or name.startswith(("ml4t.backtest.builtin", "..cli", "..demo")):
+                offenders.append(f"{path.name}: {name}")
+    assert offenders == []
+
+
+def test_ml4t_is_a_namespace_package_without_init() -> None:
+    assert not (PKG.parent / "__init__.py").exists()
+
+
+def test_public_names_are_importable_and_listed() -> None:
+    for name in ml4t.backtest.__all__:
+        assert hasattr(ml4t.backtest, name), name
+    for name in ("BacktestEngine", "Strategy", "PolarsDataFeed", "SimulationBroker", "Context"):
+        assert name in ml4t.backtest.__all__
+
+
+def test_package_ships_py_typed() -> None:
+    assert (PKG / "py.typed").is_file()
