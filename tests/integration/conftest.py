@@ -51,8 +51,16 @@ def bars(
     n = len(closes)
     c = [float(x) for x in closes]
     o = [float(x) for x in opens] if opens is not None else [c[0], *c[:-1]]
-    h = [float(x) for x in highs] if highs is not None else [max(a, b) + 1 for a, b in zip(o, c)]
-    lo = [float(x) for x in lows] if lows is not None else [min(a, b) - 1 for a, b in zip(o, c)]
+    h = (
+        [float(x) for x in highs]
+        if highs is not None
+        else [max(a, b) + 1 for a, b in zip(o, c, strict=False)]
+    )
+    lo = (
+        [float(x) for x in lows]
+        if lows is not None
+        else [min(a, b) - 1 for a, b in zip(o, c, strict=False)]
+    )
     ts = list(timestamps) if timestamps is not None else [start + step * i for i in range(n)]
     data: dict[str, Any] = {
         "timestamp": ts,
@@ -78,7 +86,6 @@ class Scripted(Strategy):
         self.fills: list[FillEvent] = []
         self.rejected: list[tuple[Order, str]] = []
         self.cancelled: list[tuple[Order, str]] = []
-        self.seen: list[Any] = []
         self.state: dict[str, Any] = {}
 
     def on_market_data(self, event: MarketEvent, context: Context) -> None:

@@ -115,6 +115,7 @@ class BacktestEngine:
         self.history = History(self.clock, self.history_bars)
         self._chunk: Chunk | None = None
         self._where: tuple[int, int] | None = None
+        self._session_ts: int | None = None
 
     # --- helpers the strategy and portfolio call ----------------------------------------
     def _current_row(self, code: int) -> int:
@@ -192,6 +193,7 @@ class BacktestEngine:
         clock.override_ns, clock.base_index, clock.i = -1, 0, 0
         self._chunk = None
         self._where = None
+        self._session_ts = None
         marker = Marker(pf.initial_cash)
         ts_parts: list[np.ndarray] = []
         state = _SessionState()
@@ -223,7 +225,8 @@ class BacktestEngine:
                 self._end_session(state.last_ts)
         except Exception as exc:
             if block is not None and not block_marked:
-                done = self._chunk.ts_index0 + clock.i if self._chunk is not None else 0
+                # the failing timestamp is included: its fills happened and are in the ledger
+                done = self._chunk.ts_index0 + clock.i + 1 if self._chunk is not None else 0
                 ts_parts.append(block.ts[:done])
                 marker.mark_block(block, pf.fills, done)
             partial = build_result(
@@ -236,7 +239,14 @@ class BacktestEngine:
         result = build_result(
             self, ts_parts, marker.arrays(), time.perf_counter() - t0, complete=True
         )
-        strategy.on_end(result)
+        try:
+            strategy.on_end(result)
+        except Exception as exc:
+            raise StrategyError(
+                f"strategy {type(strategy).__name__} raised {type(exc).__name__} in on_end: "
+                f"{exc}. The run itself completed; its result is exc.partial_result.",
+                partial_result=result,
+            ) from exc
         return result
 
     def _run_chunk(self, chunk: Chunk, state: _SessionState) -> None:
@@ -297,9 +307,12 @@ class BacktestEngine:
         strategy = self.strategy
         if type(strategy).before_trading_start is not Strategy.before_trading_start:
             self.clock.override_ns = ts - 1  # nothing of the new session is visible yet
+            self._session_ts = ts
             strategy.before_trading_start(self.clock.to_datetime(ts), self.context)
+            self._session_ts = None
 
     def _end_session(self, last_ts: int) -> None:
+        self._session_ts = last_ts
         self.clock.override_ns = last_ts
         end = getattr(self.broker, "end_session", None)
         if end is not None:
@@ -307,13 +320,16 @@ class BacktestEngine:
         strategy = self.strategy
         if type(strategy).after_trading_end is not Strategy.after_trading_end:
             strategy.after_trading_end(self.clock.to_datetime(last_ts), self.context)
+        self._session_ts = None
 
     # --- errors --------------------------------------------------------------------------
     def _wrap_error(self, exc: Exception, partial: Any) -> Exception:
         frames = traceback.extract_tb(exc.__traceback__)
         when, asset = "start-up", None
         chunk = self._chunk
-        if self._where is not None and chunk is not None:
+        if self._session_ts is not None:  # a session callback: no asset is being handled
+            when = describe_ts(self.clock.to_datetime, self._session_ts)
+        elif self._where is not None and chunk is not None:
             i, r = self._where
             when = describe_ts(self.clock.to_datetime, chunk.ts[i])
             in_broker = any(f.name in ("process_open", "process_close") for f in frames)
@@ -325,8 +341,8 @@ class BacktestEngine:
         at = f"timestamp {when}" + (f", asset {asset!r}" if asset else "")
         message = (
             f"strategy {type(self.strategy).__name__} raised {type(exc).__name__} at {at}: "
-            f"{exc}. The partial result (exc.partial_result) covers the bars before it and "
-            "is marked incomplete."
+            f"{exc}. The partial result (exc.partial_result) covers the bars up to that "
+            "timestamp and is marked incomplete."
         )
         return StrategyError(message, timestamp=when, asset_id=asset, partial_result=partial)
 

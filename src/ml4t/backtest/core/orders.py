@@ -150,7 +150,9 @@ class Order:
 
     def validation_error(self) -> str | None:
         """Return why the order is malformed, or ``None`` if it is well formed."""
-        if not math.isfinite(self.quantity) or self.quantity <= 0:
+        if self.quantity == 0:
+            return "quantity is 0 (the requested size rounds to less than one unit)"
+        if not math.isfinite(self.quantity) or self.quantity < 0:
             return f"quantity must be a positive finite number, got {self.quantity!r}"
         if self.order_type is OrderType.LIMIT and not _positive(self.limit_price):
             return f"limit order needs a positive limit_price, got {self.limit_price!r}"

@@ -186,10 +186,12 @@ class Strategy:
         qty = self._round(percent * self._pf.cash / self._price(asset_id))
         return self.buy(asset_id, qty, **kwargs)
 
-    def sell_percent(self, asset_id: str, percent: float, **kwargs: Any) -> Order:
-        """Sell ``percent`` (a fraction) of the current long position."""
+    def sell_percent(self, asset_id: str, percent: float, **kwargs: Any) -> Order | None:
+        """Sell ``percent`` (a fraction) of the current long position; None when not long."""
         _check_fraction("percent", percent)
-        held = max(self.get_position(asset_id), 0.0)
+        held = self.get_position(asset_id)
+        if held <= 0:
+            return None
         return self.sell(asset_id, self._round(percent * held), **kwargs)
 
     def close_position(self, asset_id: str, tag: str | None = None) -> Order | None:
