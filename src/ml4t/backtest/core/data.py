@@ -244,7 +244,6 @@ class Chunk:
         "ind",
         "offsets",
         "px",
-        "row0",
         "sig",
         "to_datetime",
         "ts",
@@ -264,7 +263,6 @@ class Chunk:
         r0 = int(block.offsets[t0])
         r1 = int(block.offsets[t1])
         self.block = block
-        self.row0 = r0
         self.ts_index0 = t0
         self.ts = block.ts[t0:t1].tolist()
         self.offsets = (block.offsets[t0 : t1 + 1] - r0).tolist()

@@ -264,7 +264,7 @@ class BacktestEngine:
         single_row = len(codes) == len(ts_list)
         i = r = 0
         try:
-            for s, e in _sessions(days, state.day):
+            for s, e in _sessions(days):
                 if days[s] != state.day:
                     clock.i = s
                     self._new_session(state, ts_list[s], days[s])
@@ -372,7 +372,7 @@ class _SessionState:
         self.index = 0
 
 
-def _sessions(days: list[int], current: int | None) -> list[tuple[int, int]]:
+def _sessions(days: list[int]) -> list[tuple[int, int]]:
     """Split a chunk's timestamps into ``[start, end)`` runs of one session each."""
     if not days:
         return []

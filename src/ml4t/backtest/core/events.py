@@ -8,7 +8,6 @@ views onto the feed's column data at one row, never dicts built per bar.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -226,8 +225,3 @@ class OrderEvent:
     timestamp: datetime
     status: str
     reason: str
-
-
-def is_missing(value: float) -> bool:
-    """Return True when a signal value is missing (``NaN``)."""
-    return value != value or (isinstance(value, float) and math.isnan(value))

@@ -1,10 +1,10 @@
 """Portfolio state: cash and per-asset arrays indexed by asset code, plus the fill ledger.
 
 Quantities and average costs are ``array('d')`` buffers indexed by asset code: indexing
-them from Python is as cheap as a list, and :attr:`Portfolio.qty_np` is a zero-copy numpy
-view. Prices are not stored per bar: ``price_of(code)`` (installed by the engine) looks up
-an asset's latest close at or before now, so the loop pays nothing for marking; the
-per-timestamp books are rebuilt vectorised from the fill ledger (see ``marking``).
+them from Python is as cheap as a list. Prices are not stored per bar: ``price_of(code)``
+(installed by the engine) looks up an asset's latest close at or before now, so the loop
+pays nothing for marking; the per-timestamp books are rebuilt vectorised from the fill
+ledger (see ``marking``).
 """
 
 from __future__ import annotations
@@ -12,8 +12,6 @@ from __future__ import annotations
 from array import array
 from collections.abc import Callable, Sequence
 from typing import Any
-
-import numpy as np
 
 from .trades import TradeTracker
 
@@ -42,7 +40,6 @@ class Portfolio:
         self.qty = array("d", bytes(8 * n))
         self.avg_cost = array("d", bytes(8 * n))
         self.realized = array("d", bytes(8 * n))
-        self.qty_np = np.frombuffer(self.qty, dtype=np.float64) if n else np.zeros(0)
         self.price_of: Callable[[int], float] = _no_price
         self.held: dict[int, None] = {}
         self.position_by_id: dict[str, float] = {}
@@ -61,10 +58,6 @@ class Portfolio:
             net += v
             gross += v if v >= 0 else -v
         return net, gross
-
-    def positions_value(self) -> float:
-        """Return the net market value of all positions."""
-        return self.mark()[0]
 
     def equity(self) -> float:
         """Return cash plus the net market value of all positions."""
