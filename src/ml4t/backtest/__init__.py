@@ -7,23 +7,23 @@ from __future__ import annotations
 
 from .builtin.commission import NoCommission, PercentageCommission, PerShareCommission
 from .builtin.feeds import ParquetDataFeed, PolarsDataFeed
+from .builtin.impact import NoImpact
+from .builtin.reporters import ParquetReporter, SummaryReporter
 from .builtin.sim_broker import SimulationBroker
 from .builtin.slippage import FixedSlippage, NoSlippage, PercentageSlippage
-from .core.broker import Broker, CommissionModel, SlippageModel
+from .core.broker import Broker, CommissionModel, ImpactModel, SlippageModel
 from .core.context import Context
-from .core.data import Feed
-from .core.engine import DEFAULTS as _DEFAULTS
+from .core.data import Feed, RawBlock
 from .core.engine import BacktestEngine
 from .core.events import FillEvent, MarketEvent, OrderEvent
 from .core.orders import Order, OrderSide, OrderStatus, OrderType, TimeInForce
 from .core.results import BacktestResult
 from .core.strategy import Strategy
-from .errors import BacktestError, ConfigError, DataValidationError, StrategyError
+from .errors import BacktestError, ConfigError, DataValidationError, PluginError, StrategyError
+from .hookspecs import hookimpl
 from .io import read_ohlcv_csv
 
 __version__ = "0.1.0"
-
-_DEFAULTS.setdefault("broker", SimulationBroker)
 
 __all__ = [
     "BacktestEngine",
@@ -37,8 +37,10 @@ __all__ = [
     "Feed",
     "FillEvent",
     "FixedSlippage",
+    "ImpactModel",
     "MarketEvent",
     "NoCommission",
+    "NoImpact",
     "NoSlippage",
     "Order",
     "OrderEvent",
@@ -46,15 +48,20 @@ __all__ = [
     "OrderStatus",
     "OrderType",
     "ParquetDataFeed",
+    "ParquetReporter",
     "PerShareCommission",
     "PercentageCommission",
     "PercentageSlippage",
+    "PluginError",
     "PolarsDataFeed",
+    "RawBlock",
     "SimulationBroker",
     "SlippageModel",
     "Strategy",
     "StrategyError",
+    "SummaryReporter",
     "TimeInForce",
     "__version__",
+    "hookimpl",
     "read_ohlcv_csv",
 ]

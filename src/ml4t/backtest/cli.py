@@ -4,6 +4,12 @@ Subcommands
 -----------
 ``demo [--output DIR] [--quiet]``
     Run the embedded walk-forward ML demo (:func:`ml4t.backtest.demo.run_demo`).
+``run CONFIG [--output DIR] [--quiet]``
+    Run the backtest a YAML/JSON config describes and write its reports
+    (:func:`ml4t.backtest.config.run_config`).
+``plugins [--json] [--hooks]``
+    List the plugins this environment loads: name, distribution, version and the named
+    models each provides.
 
 Errors raised by ml4t.backtest (:class:`~ml4t.backtest.BacktestError` and subclasses)
 are printed as one line on stderr and exit with status 2, without a traceback; a
@@ -49,7 +55,68 @@ def build_parser() -> argparse.ArgumentParser:
         help="directory for the result files (default: ./ml4t_demo_output)",
     )
     demo.add_argument("--quiet", "-q", action="store_true", help="print nothing")
+    run = sub.add_parser(
+        "run",
+        help="run the backtest described by a YAML or JSON config",
+        description="Run the backtest a config file describes and write its reports.",
+    )
+    run.add_argument("config", metavar="CONFIG", help="path of the .yaml/.yml/.json config")
+    run.add_argument(
+        "--output",
+        "-o",
+        metavar="DIR",
+        default=None,
+        help="output directory (default: the config's reporting.output_dir)",
+    )
+    run.add_argument("--quiet", "-q", action="store_true", help="print nothing")
+    plugins = sub.add_parser(
+        "plugins",
+        help="list installed plugins and what each provides",
+        description=(
+            "List the plugins a BacktestEngine loads in this environment (builtins first, "
+            "then installed entry points of group ml4t.backtest, sorted by name): name, "
+            "distribution, version and the named models each provides."
+        ),
+    )
+    plugins.add_argument("--json", action="store_true", help="print JSON")
+    plugins.add_argument("--hooks", action="store_true", help="also list implemented hooks")
     return parser
+
+
+def _print_plugins(as_json: bool, hooks: bool) -> None:
+    import json
+
+    from .plugins import get_plugin_manager, list_plugins
+
+    entries = list_plugins(get_plugin_manager())
+    if as_json:
+        print(json.dumps(entries, indent=2))
+        return
+    rows = [("NAME", "DISTRIBUTION", "VERSION", "PROVIDES")]
+    for e in entries:
+        parts = []
+        for kind, names in e["provides"].items():
+            alias = {n: a for a, n in e["aliases"].get(kind, {}).items()}
+            parts.append(
+                f"{kind}: " + ", ".join(f"{n} ({alias[n]})" if n in alias else n for n in names)
+            )
+        provides = "; ".join(parts)
+        if hooks:
+            provides += ("; " if provides else "") + "hooks: " + ", ".join(e["hooks"])
+        rows.append((e["name"], e["distribution"], e["version"], provides or "-"))
+    widths = [max(len(r[k]) for r in rows) for k in range(3)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r[:3], widths, strict=True)) + "  " + r[3])
+
+
+def _run(config: str, output: str | None, quiet: bool) -> None:
+    from .config import run_config
+
+    result, paths = run_config(config, output_dir=output)
+    if not quiet:
+        print(result.summary())
+        for p in paths:
+            print(f"wrote {p}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -79,6 +146,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .demo import run_demo
 
             run_demo(args.output, quiet=args.quiet)
+        elif args.command == "run":
+            _run(args.config, args.output, args.quiet)
+        elif args.command == "plugins":
+            _print_plugins(args.json, args.hooks)
         return 0
     except BacktestError as exc:
         notes = "; ".join(getattr(exc, "__notes__", ()))

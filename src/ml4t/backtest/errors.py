@@ -7,7 +7,13 @@ debugger.
 
 from __future__ import annotations
 
-__all__ = ["BacktestError", "ConfigError", "DataValidationError", "StrategyError"]
+__all__ = [
+    "BacktestError",
+    "ConfigError",
+    "DataValidationError",
+    "PluginError",
+    "StrategyError",
+]
 
 
 class BacktestError(Exception):
@@ -52,3 +58,25 @@ class StrategyError(BacktestError):
         self.timestamp = timestamp
         self.asset_id = asset_id
         self.partial_result = partial_result
+
+
+class PluginError(BacktestError):
+    """A plugin failed: it did not import, raised in a hook, or returned the wrong thing.
+
+    The message names the plugin and the distribution it came from, and says how to
+    block it.
+
+    Attributes
+    ----------
+    plugin : str or None
+        Registered name of the plugin (the entry-point name for installed plugins).
+    distribution : str or None
+        Distribution (``pip`` package) that provides it, with its version.
+    """
+
+    def __init__(
+        self, message: str, *, plugin: str | None = None, distribution: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.plugin = plugin
+        self.distribution = distribution

@@ -8,13 +8,22 @@ fractions: ``0.001`` is 0.1 %.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from ..errors import ConfigError
+from ..hookspecs import hookimpl
 
-__all__ = ["NoCommission", "PerShareCommission", "PercentageCommission"]
+__all__ = [
+    "NoCommission",
+    "PerShareCommission",
+    "PercentageCommission",
+    "ml4t_register_commission_models",
+]
 
 
 def non_negative_number(name: str, value: float) -> float:
+    """Return ``value`` as a float, or raise ConfigError naming ``name``."""
     try:
         value = float(value)
     except (TypeError, ValueError):
@@ -80,3 +89,13 @@ class PerShareCommission:
         return (
             f"PerShareCommission(cost_per_share={self.cost_per_share!r}, minimum={self.minimum!r})"
         )
+
+
+@hookimpl(trylast=True)
+def ml4t_register_commission_models() -> Iterable[tuple[str, Callable[..., Any]]]:
+    """Register ``none``, ``percentage`` and ``per_share``."""
+    return [
+        ("none", NoCommission),
+        ("percentage", PercentageCommission),
+        ("per_share", PerShareCommission),
+    ]

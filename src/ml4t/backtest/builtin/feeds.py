@@ -8,19 +8,30 @@ window's predicate pushed down, so memory stays bounded by the window size.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
 
 from ..core.data import PRICE_COLUMNS, RawBlock
 from ..errors import DataValidationError
-from ..io import FeedSource, to_polars
+from ..hookspecs import hookimpl
+from ..io import FeedSource, read_ohlcv_csv, to_polars
 from ._validation import ASSET, ROW, TS, check_order, first_row_where, validate_rows
 
-__all__ = ["ParquetDataFeed", "PolarsDataFeed"]
+if TYPE_CHECKING:
+    from ..core.data import Feed
+    from ..plugins import PluginRegistry
+
+__all__ = [
+    "ParquetDataFeed",
+    "PolarsDataFeed",
+    "csv_feed",
+    "ml4t_make_feed",
+    "ml4t_register_feeds",
+]
 
 _TS_ALIASES = ("timestamp", "datetime", "date", "time", "dt")
 _ASSET_ALIASES = ("asset_id", "symbol")
@@ -310,3 +321,28 @@ def _context_series(
     frame = to_polars(data, f"{source} context_data")
     df = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
     return series_from_frame(df, f"{source} context_data", timezone)
+
+
+def csv_feed(
+    path: str | Path, asset_id: str | None = None, *, timezone: str | None = None, **kwargs: Any
+) -> PolarsDataFeed:
+    """Return a :class:`PolarsDataFeed` over an OHLCV CSV file (see ``read_ohlcv_csv``).
+
+    ``asset_id`` names the asset of a single-asset file; other keyword arguments go to
+    :class:`PolarsDataFeed`.
+    """
+    frame = read_ohlcv_csv(path, timezone=timezone)
+    kwargs.setdefault("name", str(path))
+    return PolarsDataFeed(frame, asset_id, **kwargs)
+
+
+@hookimpl(trylast=True)
+def ml4t_register_feeds() -> Iterable[tuple[str, Callable[..., Any]]]:
+    """Register ``polars``, ``parquet`` and ``csv``."""
+    return [("polars", PolarsDataFeed), ("parquet", ParquetDataFeed), ("csv", csv_feed)]
+
+
+@hookimpl(trylast=True)
+def ml4t_make_feed(spec: Mapping[str, Any], registry: PluginRegistry) -> Feed:
+    """Build the named feed from the registry."""
+    return registry.create("feed", spec, where="data.feed")  # type: ignore[no-any-return]

@@ -10,65 +10,35 @@ position are filled before orders that open or grow one, so freed cash can be re
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-from ..core.broker import BrokerListener, CommissionModel, SlippageModel
+from ..core.broker import BrokerListener, CommissionModel, ImpactModel, SlippageModel
 from ..core.clock import Clock
-from ..core.data import Chunk, row_of
+from ..core.data import PRICE_COLUMNS, Chunk, row_of
 from ..core.events import FillEvent
 from ..core.orders import Order, OrderStatus, OrderType, TimeInForce
 from ..core.portfolio import Portfolio
 from ..errors import ConfigError
-from .commission import NoCommission, PercentageCommission, PerShareCommission
-from .slippage import FixedSlippage, NoSlippage, PercentageSlippage
+from ..hookspecs import hookimpl
+from .commission import NoCommission
+from .impact import NoImpact
+from .slippage import NoSlippage
 
-__all__ = ["COMMISSION_MODELS", "SLIPPAGE_MODELS", "SimulationBroker"]
+if TYPE_CHECKING:
+    from ..plugins import PluginRegistry
 
-COMMISSION_MODELS: dict[str, type] = {
-    "none": NoCommission,
-    "no_commission": NoCommission,
-    "NoCommission": NoCommission,
-    "percentage": PercentageCommission,
-    "PercentageCommission": PercentageCommission,
-    "per_share": PerShareCommission,
-    "PerShareCommission": PerShareCommission,
-}
-SLIPPAGE_MODELS: dict[str, type] = {
-    "none": NoSlippage,
-    "no_slippage": NoSlippage,
-    "NoSlippage": NoSlippage,
-    "fixed": FixedSlippage,
-    "FixedSlippage": FixedSlippage,
-    "percentage": PercentageSlippage,
-    "PercentageSlippage": PercentageSlippage,
-}
+__all__ = ["SimulationBroker", "ml4t_make_broker", "ml4t_register_brokers"]
+
 FILL_TIMINGS = ("next_bar_open", "same_bar_close")
 CASH_POLICIES = ("reject", "resize")
 _EPS = 1e-9
-
-
-def resolve_model(spec: Any, registry: dict[str, type], kind: str, method: str) -> Any:
-    """Turn ``None``, a name, ``{"model": name, "params": {...}}`` or an object into a model."""
-    if spec is None:
-        return registry["none"]()
-    if hasattr(spec, method):
-        return spec
-    params: dict[str, Any] = {}
-    if isinstance(spec, dict):
-        unknown = set(spec) - {"model", "params"}
-        if unknown or "model" not in spec:
-            raise ConfigError(f"{kind}: expected {{model: NAME, params: {{...}}}}, got {spec!r}")
-        params = dict(spec.get("params") or {})
-        spec = spec["model"]
-    if not isinstance(spec, str):
-        raise ConfigError(f"{kind}: expected a model object or a name, got {type(spec).__name__}")
-    if spec not in registry:
-        raise ConfigError(f"{kind}: unknown model {spec!r}; available: {sorted(registry)}")
-    try:
-        return registry[spec](**params)
-    except TypeError as exc:
-        raise ConfigError(f"{kind} {spec!r}: bad parameters {params!r}: {exc}") from exc
+#: cost-model kind -> (attribute, default object factory)
+_MODELS: dict[str, tuple[str, Callable[[], Any]]] = {
+    "commission": ("commission_model", NoCommission),
+    "slippage": ("slippage_model", NoSlippage),
+    "impact": ("impact_model", NoImpact),
+}
 
 
 class SimulationBroker:
@@ -79,10 +49,18 @@ class SimulationBroker:
     initial_cash : float, default 100_000
         Starting cash; must be positive.
     commission : CommissionModel, str or dict, optional
-        A model object (``PercentageCommission(0.001)``), a name (``"none"``) or
-        ``{"model": "PerShareCommission", "params": {"cost_per_share": 0.005}}``.
+        A model object (``PercentageCommission(0.001)``), a registry name
+        (``"per_share"``, or the class name ``"PerShareCommission"``) or
+        ``{"model": "per_share", "params": {"cost_per_share": 0.005}}``. Names resolve
+        through the plugin registry (``ml4t-backtest plugins`` lists them); the engine
+        resolves them again through its own plugins, so a plugin passed to the engine or
+        a blocked one is honoured. Default: no commission.
     slippage : SlippageModel, str or dict, optional
-        As ``commission``, for slippage (``FixedSlippage``, ``PercentageSlippage``).
+        As ``commission``, for slippage (``fixed``, ``percentage``). Default: none.
+    impact : ImpactModel, str or dict, optional
+        As ``commission``, for market impact (e.g. ``AlmgrenChrissImpact`` from the
+        ``ml4t-backtest-impact`` plugin). Applied after slippage to market and stop fills.
+        Default: none.
     fill_timing : {"next_bar_open", "same_bar_close"}
         When market orders fill: the next bar's open (default; Backtrader's convention) or
         the signal bar's close (VectorBT's default).
@@ -109,6 +87,7 @@ class SimulationBroker:
         initial_cash: float = 100_000.0,
         commission: Any = None,
         slippage: Any = None,
+        impact: Any = None,
         fill_timing: str = "next_bar_open",
         fractional: bool = True,
         allow_short: bool = False,
@@ -122,12 +101,17 @@ class SimulationBroker:
         if cash_policy not in CASH_POLICIES:
             raise ConfigError(f"cash_policy must be one of {CASH_POLICIES}, got {cash_policy!r}")
         self.initial_cash = initial_cash
-        self.commission_model: CommissionModel = resolve_model(
-            commission, COMMISSION_MODELS, "commission", "calculate"
-        )
-        self.slippage_model: SlippageModel = resolve_model(
-            slippage, SLIPPAGE_MODELS, "slippage", "fill_price"
-        )
+        self.commission_model: CommissionModel = NoCommission()
+        self.slippage_model: SlippageModel = NoSlippage()
+        self.impact_model: ImpactModel = NoImpact()
+        self._specs = {"commission": commission, "slippage": slippage, "impact": impact}
+        named = {k: v for k, v in self._specs.items() if v is not None}
+        if any(isinstance(v, str | Mapping) for v in named.values()):
+            from ..plugins import get_plugin_manager
+
+            self.resolve_models(get_plugin_manager().registry, only_given=True)
+        else:
+            self.resolve_models(None, only_given=True)
         self.fill_timing = fill_timing
         self.fractional = bool(fractional)
         self.allow_short = bool(allow_short)
@@ -140,12 +124,33 @@ class SimulationBroker:
         self.order_log: list[tuple[Any, ...]] = []
         self.portfolio = Portfolio(initial_cash, [])
 
+    def resolve_models(self, registry: PluginRegistry | None, only_given: bool = False) -> None:
+        """Build the cost models from their specs through ``registry``.
+
+        Model objects are used as given. Names, ``{model, params}`` mappings and (unless
+        ``only_given``) the defaults left as ``None`` resolve through the registry, so a
+        plugin that registers ``"none"`` replaces the default and a blocked builtin is an
+        error. The engine calls this once, at construction, with its own registry.
+        """
+        for kind, (attr, default) in _MODELS.items():
+            spec = self._specs[kind]
+            if spec is None and (only_given or registry is None):
+                setattr(self, attr, default())
+            elif registry is None or not isinstance(spec, str | Mapping | None):
+                if spec is not None:
+                    _check_model(spec, kind)
+                    setattr(self, attr, spec)
+            else:
+                setattr(self, attr, registry.create(kind, "none" if spec is None else spec))
+        self._impact_on = not isinstance(self.impact_model, NoImpact)
+
     def settings(self) -> dict[str, Any]:
         """Return the broker settings (recorded in the result's metadata)."""
         return {
             "initial_cash": self.initial_cash,
             "commission": repr(self.commission_model),
             "slippage": repr(self.slippage_model),
+            "impact": repr(self.impact_model),
             "fill_timing": self.fill_timing,
             "fractional": self.fractional,
             "allow_short": self.allow_short,
@@ -293,13 +298,32 @@ class SimulationBroker:
         code = order._code
         side = order.side.sign
         quantity = order.remaining_quantity
+        impact = 0.0
         if order.order_type is OrderType.LIMIT:
-            price = base
+            price = slipped = base
         else:
             price = self.slippage_model.fill_price(base, side, quantity, chunk.px["volume"][row])
             if not (price > 0 and math.isfinite(price)):
                 self._reject(order, f"slippage model returned an invalid price {price!r}")
                 return
+            slipped = price
+            if self._impact_on:
+                got = self._impact(chunk, row, price, side, quantity)
+                if not (isinstance(got, float) and math.isfinite(got) and got >= 0):
+                    self._reject(
+                        order,
+                        f"impact model {self.impact_model!r} returned {got!r}; an impact must "
+                        "be a finite number >= 0 (missing inputs such as volatility or ADV?)",
+                    )
+                    return
+                impact = got
+                price = slipped + side * impact
+                if not price > 0:
+                    self._reject(
+                        order,
+                        f"market impact {impact:g} per unit exceeds the price {slipped:g}",
+                    )
+                    return
         held = pf.qty[code]
         if side < 0 and not self.allow_short and quantity > held + _EPS * max(1.0, held):
             if held <= 0:
@@ -317,6 +341,7 @@ class SimulationBroker:
             cost = quantity * price + commission
             if cost > pf.cash + _EPS * max(1.0, abs(pf.cash)):
                 if self.cash_policy == "resize":
+                    # sized at the price impact implies for the full order: conservative
                     quantity = self._affordable(price, pf.cash)
                     commission = self.commission_model.calculate(quantity, price)
                     reason = f"resized from {order.quantity:g}: insufficient cash"
@@ -327,12 +352,21 @@ class SimulationBroker:
                         f"{order.asset_id} at {price:,.4f}, have {pf.cash:,.2f}",
                     )
                     return
-        slip_cost = quantity * abs(price - base)
+        impact_cost = quantity * impact
+        slip_cost = quantity * abs(slipped - base)
         clock = self._clock
         assert clock is not None
         ts = clock.now_ns
         pf.apply_fill(
-            code, side * quantity, price, commission, slip_cost, ts, clock.now_index, order
+            code,
+            side * quantity,
+            price,
+            commission,
+            slip_cost,
+            ts,
+            clock.now_index,
+            order,
+            impact_cost,
         )
         order.filled_quantity += quantity
         order.avg_fill_price = price
@@ -352,9 +386,20 @@ class SimulationBroker:
             slip_cost,
             base,
             order.tag,
+            impact_cost,
         )
         assert self._listener is not None
         self._listener.order_filled(order, fill)
+
+    def _impact(self, chunk: Chunk, row: int, price: float, side: int, quantity: float) -> Any:
+        bar = {c: chunk.px[c][row] for c in PRICE_COLUMNS}
+        bar.update({c: chunk.sig[c][row] for c in chunk.sig.keys()})  # noqa: SIM118
+        bar.update({c: chunk.ind[c][row] for c in chunk.ind.keys()})  # noqa: SIM118
+        value = self.impact_model.price_impact(price, side, quantity, bar)
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            return value
 
     def _affordable(self, price: float, cash: float) -> float:
         if cash <= 0:
@@ -405,3 +450,28 @@ class SimulationBroker:
     def __repr__(self) -> str:
         s = self.settings()
         return "SimulationBroker(" + ", ".join(f"{k}={v}" for k, v in s.items()) + ")"
+
+
+def _check_model(obj: Any, kind: str) -> None:
+    method = {"commission": "calculate", "slippage": "fill_price", "impact": "price_impact"}[kind]
+    if isinstance(obj, type) or not callable(getattr(obj, method, None)):
+        raise ConfigError(
+            f"{kind}: expected a {kind} model object (with {method}()), a registered name or "
+            f"{{model: NAME, params: {{...}}}}, got {obj!r} ({type(obj).__name__})"
+        )
+
+
+@hookimpl(trylast=True)
+def ml4t_register_brokers() -> Iterable[tuple[str, Callable[..., Any]]]:
+    """Register ``simulation``."""
+    return [("simulation", SimulationBroker)]
+
+
+@hookimpl(trylast=True)
+def ml4t_make_broker(spec: Mapping[str, Any], registry: PluginRegistry) -> Any:
+    """Build the named broker from the registry, resolving its cost models there too."""
+    broker = registry.create("broker", spec, where="execution.broker")
+    resolve = getattr(broker, "resolve_models", None)
+    if resolve is not None:
+        resolve(registry)
+    return broker

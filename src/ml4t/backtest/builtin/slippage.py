@@ -7,10 +7,19 @@ better and are not slipped. The slipped price is not capped by the bar's range.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from typing import Any
+
 from ..errors import ConfigError
+from ..hookspecs import hookimpl
 from .commission import non_negative_number
 
-__all__ = ["FixedSlippage", "NoSlippage", "PercentageSlippage"]
+__all__ = [
+    "FixedSlippage",
+    "NoSlippage",
+    "PercentageSlippage",
+    "ml4t_register_slippage_models",
+]
 
 
 class NoSlippage:
@@ -65,3 +74,9 @@ class PercentageSlippage:
 
     def __repr__(self) -> str:
         return f"PercentageSlippage(rate={self.rate!r})"
+
+
+@hookimpl(trylast=True)
+def ml4t_register_slippage_models() -> Iterable[tuple[str, Callable[..., Any]]]:
+    """Register ``none``, ``fixed`` and ``percentage``."""
+    return [("none", NoSlippage), ("fixed", FixedSlippage), ("percentage", PercentageSlippage)]

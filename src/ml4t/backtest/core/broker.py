@@ -6,7 +6,7 @@ the broker calls directly for every fill (never through a plugin hook in the loo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from .orders import Order
     from .portfolio import Portfolio
 
-__all__ = ["Broker", "BrokerListener", "CommissionModel", "SlippageModel"]
+__all__ = ["Broker", "BrokerListener", "CommissionModel", "ImpactModel", "SlippageModel"]
 
 
 @runtime_checkable
@@ -44,6 +44,28 @@ class SlippageModel(Protocol):
 
     def fill_price(self, price: float, side: int, quantity: float, volume: float) -> float:
         """Return the execution price after slippage."""
+        ...
+
+
+@runtime_checkable
+class ImpactModel(Protocol):
+    """Market impact of a fill: the adverse price move the order itself causes.
+
+    ``price_impact`` is called once per market or stop fill, after slippage, with the
+    slipped price, the side sign (+1 buy, -1 sell), the positive quantity and ``bar``: a
+    mapping of the fill bar's columns for that asset (``open``, ``high``, ``low``,
+    ``close``, ``volume`` and the feed's signal and indicator columns). It returns the
+    impact per unit in price units, ``>= 0``; the execution price becomes
+    ``price + side * impact``. Limit fills are not charged impact (they add liquidity).
+
+    Estimates such as volatility or average daily volume should come from columns
+    computed point-in-time (from data before the fill bar).
+    """
+
+    def price_impact(
+        self, price: float, side: int, quantity: float, bar: Mapping[str, float]
+    ) -> float:
+        """Return the impact per unit (currency per unit, ``>= 0``)."""
         ...
 
 

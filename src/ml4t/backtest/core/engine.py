@@ -12,13 +12,14 @@ from __future__ import annotations
 import sys
 import time
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import ConfigError, StrategyError
+from ..errors import ConfigError, PluginError, StrategyError
+from ..plugins import PluginManager, get_plugin_manager
 from .clock import Clock, describe_ts
 from .context import Context
 from .data import Block, Chunk, Feed, row_of
@@ -29,13 +30,11 @@ from .orders import Order
 from .strategy import Strategy
 
 if TYPE_CHECKING:
+    from ..config import BacktestConfig
     from .broker import Broker
     from .results import BacktestResult
 
-__all__ = ["DEFAULTS", "BacktestEngine"]
-
-#: Factories the public facade installs (the core never imports the builtins).
-DEFAULTS: dict[str, Callable[[], Any]] = {}
+__all__ = ["BacktestEngine"]
 
 _CHUNK_TIMESTAMPS = 1 << 16
 _PKG_DIR = str(Path(__file__).resolve().parent.parent)
@@ -51,8 +50,10 @@ class BacktestEngine:
         A single feed (``PolarsDataFeed``); or use ``feeds``.
     strategy : Strategy
         The strategy to run.
-    broker : Broker, optional
-        Defaults to ``SimulationBroker()`` (100,000 cash, no costs).
+    broker : Broker, str or dict, optional
+        A broker object, a registered broker name (``"simulation"``) or
+        ``{"model": name, "params": {...}}``. Defaults to the ``simulation`` broker
+        (100,000 cash, no costs), built through the ``ml4t_make_broker`` hook.
     feeds : mapping or sequence of Feed, optional
         Several feeds, merged chronologically. Mapping keys name the feeds.
     context : Context, optional
@@ -62,19 +63,48 @@ class BacktestEngine:
         windows (in-memory data is always fully available).
     name : str, optional
         Run name recorded in the result's metadata.
+    plugins : iterable of object, optional
+        Plugin objects or modules (with ``@hookimpl`` functions) for this engine only,
+        registered after the builtins and installed plugins, so they run first.
+    block_plugins : iterable of str, optional
+        Names of plugins not to load (entry-point names, or builtin module names such as
+        ``"ml4t.backtest.builtin.commission"``).
+    autoload_plugins : bool, default True
+        Load installed plugins (entry points of group ``ml4t.backtest``).
+    plugin_manager : PluginManager, optional
+        A manager made by :func:`ml4t.backtest.plugins.get_plugin_manager`, instead of
+        the three options above.
+
+    Notes
+    -----
+    Each engine owns a plugin manager (``engine.plugin_manager``). Hooks are resolved here,
+    once: named cost models, feeds and brokers are built now and the loop calls those
+    objects directly.
     """
 
     def __init__(
         self,
         feed: Feed | None = None,
         strategy: Strategy | None = None,
-        broker: Broker | None = None,
+        broker: Broker | str | Mapping[str, Any] | None = None,
         *,
         feeds: Mapping[str, Feed] | Sequence[Feed] | None = None,
         context: Context | None = None,
         history_bars: int = 10_000,
         name: str | None = None,
+        plugins: Iterable[object] = (),
+        block_plugins: Iterable[str] = (),
+        autoload_plugins: bool = True,
+        plugin_manager: PluginManager | None = None,
     ) -> None:
+        plugins, block_plugins = list(plugins), list(block_plugins)
+        if plugin_manager is None:
+            plugin_manager = get_plugin_manager(
+                autoload=autoload_plugins, block=block_plugins, extra=plugins
+            )
+        elif plugins or block_plugins or not autoload_plugins:
+            raise ConfigError("give plugin_manager or plugins/block_plugins/autoload_plugins")
+        self.plugin_manager: PluginManager = plugin_manager
         if feed is not None and feeds is not None:
             raise ConfigError("give either feed or feeds, not both")
         names: list[str] | None = None
@@ -101,8 +131,7 @@ class BacktestEngine:
             raise ConfigError(
                 f"strategy must be a Strategy instance, got {type(strategy).__name__}"
             )
-        if broker is None:
-            broker = DEFAULTS["broker"]()
+        broker = self._make_broker(broker)
         if history_bars < 1:
             raise ConfigError(f"history_bars must be >= 1, got {history_bars}")
         self.feeds = feed_list
@@ -116,6 +145,87 @@ class BacktestEngine:
         self._chunk: Chunk | None = None
         self._where: tuple[int, int] | None = None
         self._session_ts: int | None = None
+        self._session_hook = False
+
+    @classmethod
+    def from_config(
+        cls, config: BacktestConfig | str | Path, strategy: Strategy | None = None
+    ) -> BacktestEngine:
+        """Build an engine from a :class:`~ml4t.backtest.BacktestConfig` or a config file.
+
+        Model, feed, broker and reporter names resolve through the plugin registry before
+        any data is read. Without ``strategy``, the config's ``strategy`` section
+        (``module``, ``class``, ``params``) is imported and instantiated.
+        """
+        from ..config import engine_from_config
+
+        engine: BacktestEngine = engine_from_config(config, strategy)
+        return engine
+
+    def _make_broker(self, broker: Any) -> Any:
+        pm = self.plugin_manager
+        if broker is not None and not isinstance(broker, str | Mapping):
+            resolve = getattr(broker, "resolve_models", None)
+            if resolve is not None:
+                resolve(pm.registry)
+            return broker
+        spec: Mapping[str, Any] = (
+            {"model": broker or "simulation", "params": {}}
+            if broker is None or isinstance(broker, str)
+            else broker
+        )
+        made = pm.first_result(
+            "ml4t_make_broker", "submit_order", "broker", spec=spec, registry=pm.registry
+        )
+        if made is None:
+            raise ConfigError(
+                f"no plugin built a broker for {dict(spec)!r}; brokers available: "
+                f"{pm.registry.available('broker')}"
+            )
+        return made
+
+    def report(
+        self,
+        result: BacktestResult,
+        destination: str | Path,
+        reporters: Sequence[Any] = ("parquet",),
+    ) -> list[Path]:
+        """Write ``result`` with the named reporters, then call the ``ml4t_report`` hook.
+
+        Parameters
+        ----------
+        result : BacktestResult
+            A finished run.
+        destination : str or Path
+            Output directory (created if missing).
+        reporters : sequence
+            Reporter names (``"parquet"``, ``"summary"``), ``{model, params}`` mappings or
+            reporter objects.
+
+        Returns
+        -------
+        list of Path
+            Every path written.
+        """
+        pm = self.plugin_manager
+        dest = Path(destination)
+        dest.mkdir(parents=True, exist_ok=True)
+        written: list[Path] = []
+        for k, spec in enumerate(reporters):
+            reporter = pm.registry.create("reporter", spec, where=f"reporting.reporters[{k}]")
+            try:
+                paths = reporter.report(result, dest)
+            except (OSError, PluginError):
+                raise
+            except Exception as exc:
+                raise pm.registry.error_for(
+                    "reporter", reporter, f"raised {type(exc).__name__} in report(): {exc}"
+                ) from exc
+            written.extend(Path(p) for p in paths or ())
+        if pm.has_impls("ml4t_report"):
+            for paths in pm.call_hook("ml4t_report", result=result, destination=dest):
+                written.extend(Path(p) for p in paths or ())
+        return written
 
     # --- helpers the strategy and portfolio call ----------------------------------------
     def _current_row(self, code: int) -> int:
@@ -199,6 +309,10 @@ class BacktestEngine:
         state = _SessionState()
         block: Block | None = None
         block_marked = False
+        pm = self.plugin_manager
+        self._session_hook = pm.has_impls("ml4t_session_end")
+        if pm.has_impls("ml4t_run_start"):
+            pm.call_hook("ml4t_run_start", engine=self)
         try:
             strategy._bind(self)
             strategy.on_start()
@@ -239,6 +353,8 @@ class BacktestEngine:
         result = build_result(
             self, ts_parts, marker.arrays(), time.perf_counter() - t0, complete=True
         )
+        if pm.has_impls("ml4t_run_end"):
+            pm.call_hook("ml4t_run_end", engine=self, result=result)
         try:
             strategy.on_end(result)
         except Exception as exc:
@@ -320,6 +436,10 @@ class BacktestEngine:
         strategy = self.strategy
         if type(strategy).after_trading_end is not Strategy.after_trading_end:
             strategy.after_trading_end(self.clock.to_datetime(last_ts), self.context)
+        if self._session_hook:
+            self.plugin_manager.call_hook(
+                "ml4t_session_end", engine=self, timestamp=self.clock.to_datetime(last_ts)
+            )
         self._session_ts = None
 
     # --- errors --------------------------------------------------------------------------

@@ -172,7 +172,7 @@ class FillEvent:
     quantity : float
         Positive filled quantity.
     price : float
-        Execution price including slippage.
+        Execution price including slippage and market impact.
     commission : float
         Commission charged for this fill (currency).
     slippage : float
@@ -181,6 +181,9 @@ class FillEvent:
         Price before slippage (the open, close, limit or stop price).
     tag : str or None
         The order's tag.
+    impact : float
+        Market-impact cost of this fill in currency (``quantity * impact per unit``),
+        already contained in ``price``.
     """
 
     order_id: int
@@ -193,6 +196,7 @@ class FillEvent:
     slippage: float
     base_price: float
     tag: str | None = None
+    impact: float = 0.0
 
     @property
     def signed_quantity(self) -> float:

@@ -45,6 +45,7 @@ class Portfolio:
         self.position_by_id: dict[str, float] = {}
         self.total_commission = 0.0
         self.total_slippage = 0.0
+        self.total_impact = 0.0
         self.fills: list[tuple[Any, ...]] = []
         self.trades = TradeTracker()
 
@@ -79,10 +80,13 @@ class Portfolio:
         ts_ns: int,
         ts_index: int,
         order: Any,
+        impact: float = 0.0,
     ) -> float:
         """Book a fill; return the realized P&L it produced (before commission).
 
-        Cash moves by ``-signed_qty * price - commission``. The average cost changes only
+        ``slippage`` and ``impact`` are the costs (currency) already contained in ``price``;
+        they are recorded, not charged again. Cash moves by ``-signed_qty * price -
+        commission``. The average cost changes only
         when the position grows; reducing realizes P&L against it; crossing zero closes
         the old position and opens a new one at ``price``.
         """
@@ -106,6 +110,7 @@ class Portfolio:
         self.cash -= signed_qty * price + commission
         self.total_commission += commission
         self.total_slippage += slippage
+        self.total_impact += impact
         asset_id = self.asset_ids[code]
         if new == 0:
             self.held.pop(code, None)
@@ -128,6 +133,7 @@ class Portfolio:
                 code,
                 self.cash,
                 new,
+                impact,
             )
         )
         self.trades.on_fill(

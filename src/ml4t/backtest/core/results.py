@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
+from ..plugins import list_plugins
 from .metrics import compute_metrics
 
 if TYPE_CHECKING:
@@ -98,6 +99,7 @@ class BacktestResult:
             "turnover": "{:.2f}",
             "total_commission": "{:,.2f}",
             "total_slippage": "{:,.2f}",
+            "total_impact": "{:,.2f}",
             "num_rejected_orders": "{:d}",
         }
         for key, f in fmt.items():
@@ -193,6 +195,7 @@ def build_result(
             "price": pl.Series([f[5] for f in fills], dtype=pl.Float64),
             "commission": pl.Series([f[6] for f in fills], dtype=pl.Float64),
             "slippage": pl.Series([f[7] for f in fills], dtype=pl.Float64),
+            "impact": pl.Series([f[13] for f in fills], dtype=pl.Float64),
             "tag": pl.Series([f[8] for f in fills], dtype=pl.String),
             "realized_pnl": pl.Series([f[9] for f in fills], dtype=pl.Float64),
         }
@@ -228,6 +231,7 @@ def build_result(
     )
     metrics["total_commission"] = pf.total_commission
     metrics["total_slippage"] = pf.total_slippage
+    metrics["total_impact"] = pf.total_impact
     metrics["num_fills"] = fills_df.height
     metrics["num_rejected_orders"] = int((orders_df["event"] == "rejected").sum())
     metadata = {
@@ -237,6 +241,10 @@ def build_result(
         "feeds": [repr(f) for f in engine.feeds],
         "assets": len(clock.asset_ids),
         "timezone": tz,
+        "plugins": [
+            {k: p[k] for k in ("name", "distribution", "version", "provides")}
+            for p in list_plugins(engine.plugin_manager)
+        ],
         "complete": complete,
         "created_at": datetime.now(UTC).isoformat(),
         "versions": _versions(),

@@ -1,0 +1,380 @@
+"""Backtest configuration: pydantic models for the YAML/JSON shape of DESIGN §7.
+
+Every model is frozen and rejects unknown keys. Models, feeds, brokers and reporters are
+named by registry key (``per_share``), by class name (``PerShareCommission``) or, as an
+escape hatch, by import path (``package.module:Class``), with ``{model: NAME, params:
+{...}}`` to pass parameters. Names are resolved through the plugin registry before any
+data is read, so a misspelt name fails in milliseconds and the message lists what is
+available and which plugin provides it.
+
+Example
+-------
+.. code-block:: yaml
+
+    backtest: {name: ml_top25, initial_capital: 100000}
+    data:
+      asset_data: {path: data/bars.parquet, columns: {signals: [pred]}}
+    execution:
+      commission: {model: PerShareCommission, params: {cost_per_share: 0.005}}
+      impact: {model: AlmgrenChriss, params: {volatility: 0.02, adv: 1000000}}
+    reporting: {output_dir: results, reporters: [parquet, summary]}
+    strategy: {module: strategies.ml, class: MLStrategy, params: {threshold: 0.5}}
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import polars as pl
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError, model_validator
+
+from .errors import ConfigError
+from .plugins import PluginManager, get_plugin_manager
+
+if TYPE_CHECKING:
+    from .core.engine import BacktestEngine
+    from .core.results import BacktestResult
+    from .core.strategy import Strategy
+
+__all__ = [
+    "BacktestConfig",
+    "DataConfig",
+    "ExecutionConfig",
+    "ModelSpec",
+    "ReportingConfig",
+    "RunConfig",
+    "StrategyConfig",
+    "engine_from_config",
+    "load_config",
+    "run_config",
+]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ModelSpec(_Frozen):
+    """A named model and its parameters: ``{model: NAME, params: {...}}``."""
+
+    model: str = Field(min_length=1)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    def as_spec(self) -> dict[str, Any]:
+        """Return the ``{"model": ..., "params": ...}`` mapping the registry takes."""
+        return {"model": self.model, "params": dict(self.params)}
+
+
+Spec = str | ModelSpec
+
+
+def _spec(value: Spec) -> Any:
+    return value.as_spec() if isinstance(value, ModelSpec) else value
+
+
+class RunConfig(_Frozen):
+    """The ``backtest`` section: run name and starting capital."""
+
+    name: str | None = None
+    initial_capital: PositiveFloat = 100_000.0
+
+
+class ColumnsConfig(_Frozen):
+    """Which extra columns are signals and which are indicators."""
+
+    signals: list[str] | None = None
+    indicators: list[str] = Field(default_factory=list)
+
+
+class AssetDataConfig(_Frozen):
+    """Bars from a Parquet or CSV file (by suffix), read by the builtin feeds."""
+
+    path: str
+    asset_id: str | None = None
+    columns: ColumnsConfig | None = None
+    chunk_size: str | None = None
+
+
+class ContextDataConfig(_Frozen):
+    """Market-wide columns (VIX, SPY, ...) from a Parquet file, one row per timestamp."""
+
+    path: str
+    fields: list[str] | None = None
+
+
+class DataConfig(_Frozen):
+    """The ``data`` section: ``asset_data`` (a file) or ``feed`` (a named feed plugin)."""
+
+    asset_data: AssetDataConfig | None = None
+    feed: ModelSpec | None = None
+    context_data: ContextDataConfig | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataConfig:
+        if (self.asset_data is None) == (self.feed is None):
+            raise ValueError("give exactly one of asset_data (a file) or feed (a named feed)")
+        return self
+
+
+class ExecutionConfig(_Frozen):
+    """The ``execution`` section: broker, cost models and fill settings."""
+
+    broker: Spec = "simulation"
+    commission: Spec | None = None
+    slippage: Spec | None = None
+    impact: Spec | None = None
+    fill_timing: Literal["next_bar_open", "same_bar_close"] | None = None
+    fractional: bool | None = None
+    allow_short: bool | None = None
+    cash_policy: Literal["reject", "resize"] | None = None
+
+
+class ReportingConfig(_Frozen):
+    """The ``reporting`` section: where results go and which reporters write them."""
+
+    output_dir: str | None = None
+    reporters: list[Spec] = Field(default_factory=lambda: list[Spec](["parquet"]))
+
+
+class StrategyConfig(_Frozen):
+    """The ``strategy`` section: ``module``, ``class`` and constructor ``params``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    module: str
+    class_name: str = Field(alias="class")
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class PluginsConfig(_Frozen):
+    """The ``plugins`` section: blocking, autoloading and extra plugin modules."""
+
+    block: list[str] = Field(default_factory=list)
+    autoload: bool = True
+    modules: list[str] = Field(default_factory=list)
+
+
+class BacktestConfig(_Frozen):
+    """A whole backtest, as loaded from YAML or JSON by :func:`load_config`.
+
+    Relative paths (data files, output directory, strategy modules) are resolved against
+    ``base_dir``: the config file's directory, or the working directory for a config built
+    in code.
+    """
+
+    backtest: RunConfig = Field(default_factory=RunConfig)
+    data: DataConfig
+    execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
+    reporting: ReportingConfig = Field(default_factory=ReportingConfig)
+    strategy: StrategyConfig | None = None
+    plugins: PluginsConfig = Field(default_factory=PluginsConfig)
+    base_dir: str = "."
+    source: str = "<config>"
+
+    def path(self, value: str) -> Path:
+        """Return ``value`` resolved against :attr:`base_dir`."""
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else Path(self.base_dir) / p
+
+
+def load_config(path: str | Path) -> BacktestConfig:
+    """Read and validate a YAML (``.yaml``/``.yml``) or JSON config file.
+
+    Raises
+    ------
+    ConfigError
+        The file is missing or unparsable, or a key is unknown or has a bad value; the
+        message names the file and the key path (``execution.fill_timing: ...``).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: config file not found")
+    text = p.read_text()
+    try:
+        raw = json.loads(text) if p.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{p}: cannot parse: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{p}: expected a mapping at the top level, got {type(raw).__name__}")
+    for key in ("base_dir", "source"):
+        if key in raw:
+            raise ConfigError(f"{p}: {key}: not a config key (it is set from the file's location)")
+    return _validate({**raw, "base_dir": str(p.resolve().parent), "source": str(p)}, str(p))
+
+
+def _validate(raw: dict[str, Any], source: str) -> BacktestConfig:
+    try:
+        return BacktestConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = ".".join(str(x) for x in err["loc"] if not str(x).startswith("function-after"))
+            problems.append(f"{loc or '(top level)'}: {err['msg']}")
+        raise ConfigError(f"{source}: " + "; ".join(problems)) from None
+
+
+def _plugin_manager(cfg: BacktestConfig) -> PluginManager:
+    extra = []
+    for k, name in enumerate(cfg.plugins.modules):
+        try:
+            extra.append(importlib.import_module(name))
+        except ImportError as exc:
+            raise ConfigError(
+                f"{cfg.source}: plugins.modules[{k}]: cannot import {name!r}: {exc}"
+            ) from exc
+    return get_plugin_manager(autoload=cfg.plugins.autoload, block=cfg.plugins.block, extra=extra)
+
+
+def _import_strategy(cfg: BacktestConfig) -> Strategy:
+    from .core.strategy import Strategy
+
+    sc = cfg.strategy
+    if sc is None:
+        raise ConfigError(f"{cfg.source}: strategy: missing (give one in code or in the config)")
+    base = str(Path(cfg.base_dir).resolve())
+    added = base not in sys.path
+    if added:
+        sys.path.insert(0, base)
+    try:
+        module = importlib.import_module(sc.module)
+    except ImportError as exc:
+        raise ConfigError(
+            f"{cfg.source}: strategy.module: cannot import {sc.module!r}: {exc}"
+        ) from exc
+    finally:
+        if added:
+            sys.path.remove(base)
+    cls = getattr(module, sc.class_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, Strategy)):
+        raise ConfigError(
+            f"{cfg.source}: strategy.class: {sc.module}.{sc.class_name} is not a Strategy class"
+        )
+    try:
+        return cls(**sc.params)
+    except TypeError as exc:
+        raise ConfigError(f"{cfg.source}: strategy.params: {exc}") from exc
+
+
+def _feed_spec(cfg: BacktestConfig) -> dict[str, Any]:
+    data = cfg.data
+    if data.feed is not None:
+        return data.feed.as_spec()
+    ad = data.asset_data
+    assert ad is not None
+    path = cfg.path(ad.path)
+    params: dict[str, Any] = {"path": str(path)}
+    if ad.asset_id is not None:
+        params["asset_id"] = ad.asset_id
+    if ad.columns is not None:
+        if ad.columns.signals is not None:
+            params["signal_columns"] = ad.columns.signals
+        params["indicator_columns"] = ad.columns.indicators
+    if ad.chunk_size is not None:
+        params["chunk_size"] = ad.chunk_size
+    return {"model": "csv" if path.suffix.lower() == ".csv" else "parquet", "params": params}
+
+
+def engine_from_config(
+    config: BacktestConfig | str | Path, strategy: Strategy | None = None
+) -> BacktestEngine:
+    """Build a :class:`~ml4t.backtest.BacktestEngine` from a config (see the module doc).
+
+    Every plugin name (cost models, broker, feed, reporters) is resolved before any data
+    is read; then the strategy is imported, the feed built through ``ml4t_make_feed`` and
+    the broker through ``ml4t_make_broker``.
+    """
+    from .core.context import Context
+    from .core.engine import BacktestEngine
+
+    cfg = config if isinstance(config, BacktestConfig) else load_config(config)
+    src = cfg.source
+    pm = _plugin_manager(cfg)
+    reg = pm.registry
+    ex = cfg.execution
+    params: dict[str, Any] = {"initial_cash": cfg.backtest.initial_capital}
+    try:
+        for kind in ("commission", "slippage", "impact"):
+            spec = getattr(ex, kind)
+            if spec is not None:
+                params[kind] = reg.create(kind, _spec(spec), where=f"execution.{kind}")
+        for key in ("fill_timing", "fractional", "allow_short", "cash_policy"):
+            if getattr(ex, key) is not None:
+                params[key] = getattr(ex, key)
+        for k, rep in enumerate(cfg.reporting.reporters):
+            reg.create("reporter", _spec(rep), where=f"reporting.reporters[{k}]")
+        feed_spec = _feed_spec(cfg)
+        for kind, name, where in (
+            ("feed", feed_spec["model"], "data.feed.model"),
+            ("broker", ex.broker.model if isinstance(ex.broker, ModelSpec) else ex.broker, ""),
+        ):
+            if ":" not in name and reg.lookup(kind, name) is None:
+                where = where or "execution.broker"
+                raise ConfigError(
+                    f"{where}: unknown {kind} {name!r}; available: {reg.available(kind)}"
+                )
+    except ConfigError as exc:
+        raise ConfigError(f"{src}: {exc}") from exc
+    strat = strategy if strategy is not None else _import_strategy(cfg)
+    broker_spec = _spec(ex.broker)
+    if isinstance(broker_spec, str):
+        broker_spec = {"model": broker_spec, "params": {}}
+    broker_spec = {"model": broker_spec["model"], "params": {**params, **broker_spec["params"]}}
+    feed = pm.first_result("ml4t_make_feed", "load", "feed", spec=feed_spec, registry=reg)
+    if feed is None:
+        raise ConfigError(f"{src}: data: no plugin built a feed for {feed_spec!r}")
+    context = None
+    if cfg.data.context_data is not None:
+        context = Context(_read_context(cfg))
+    return BacktestEngine(
+        feed,
+        strat,
+        broker_spec,
+        context=context,
+        name=cfg.backtest.name,
+        plugin_manager=pm,
+    )
+
+
+def _read_context(cfg: BacktestConfig) -> pl.DataFrame:
+    cd = cfg.data.context_data
+    assert cd is not None
+    path = cfg.path(cd.path)
+    if not path.is_file():
+        raise ConfigError(f"{cfg.source}: data.context_data.path: file not found: {path}")
+    df = pl.read_parquet(path)
+    if cd.fields is None:
+        return df
+    missing = [f for f in cd.fields if f not in df.columns]
+    if missing:
+        raise ConfigError(
+            f"{cfg.source}: data.context_data.fields: {missing} not in {path}; columns are "
+            f"{df.columns}"
+        )
+    ts = [c for c in df.columns if c.lower() in ("timestamp", "datetime", "date", "time", "dt")]
+    return df.select(*ts[:1], *cd.fields)
+
+
+def run_config(
+    config: BacktestConfig | str | Path,
+    strategy: Strategy | None = None,
+    output_dir: str | Path | None = None,
+) -> tuple[BacktestResult, list[Path]]:
+    """Build the engine, run it and report to ``output_dir`` (or ``reporting.output_dir``).
+
+    Returns the result and the paths the reporters wrote (none without an output
+    directory).
+    """
+    cfg = config if isinstance(config, BacktestConfig) else load_config(config)
+    engine = engine_from_config(cfg, strategy)
+    result = engine.run()
+    out = output_dir if output_dir is not None else cfg.reporting.output_dir
+    if out is None:
+        return result, []
+    dest = Path(out) if output_dir is not None else cfg.path(str(out))
+    specs = [_spec(r) for r in cfg.reporting.reporters]
+    return result, engine.report(result, dest, specs)
