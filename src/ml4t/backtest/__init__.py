@@ -11,6 +11,7 @@ from .builtin.impact import NoImpact
 from .builtin.reporters import ParquetReporter, SummaryReporter
 from .builtin.sim_broker import SimulationBroker
 from .builtin.slippage import FixedSlippage, NoSlippage, PercentageSlippage
+from .config import BacktestConfig, load_config
 from .core.broker import Broker, CommissionModel, ImpactModel, SlippageModel
 from .core.context import Context
 from .core.data import Feed, RawBlock
@@ -22,10 +23,12 @@ from .core.strategy import Strategy
 from .errors import BacktestError, ConfigError, DataValidationError, PluginError, StrategyError
 from .hookspecs import hookimpl
 from .io import read_ohlcv_csv
+from .plugins import PluginManager, PluginRegistry, get_plugin_manager, list_plugins
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BacktestConfig",
     "BacktestEngine",
     "BacktestError",
     "BacktestResult",
@@ -53,6 +56,8 @@ __all__ = [
     "PercentageCommission",
     "PercentageSlippage",
     "PluginError",
+    "PluginManager",
+    "PluginRegistry",
     "PolarsDataFeed",
     "RawBlock",
     "SimulationBroker",
@@ -62,6 +67,9 @@ __all__ = [
     "SummaryReporter",
     "TimeInForce",
     "__version__",
+    "get_plugin_manager",
     "hookimpl",
+    "list_plugins",
+    "load_config",
     "read_ohlcv_csv",
 ]

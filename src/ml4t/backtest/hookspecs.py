@@ -219,7 +219,8 @@ def ml4t_make_feed(spec: Mapping[str, Any], registry: PluginRegistry) -> Feed | 
     Returns
     -------
     Feed or None
-        A feed, or None to let the next implementation decide (``firstresult``).
+        A feed, or None to let the next implementation decide. This is a
+        ``firstresult`` hook: the first non-None result wins.
 
     Notes
     -----

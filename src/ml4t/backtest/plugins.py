@@ -511,8 +511,8 @@ def list_plugins(pm: PluginManager) -> list[dict[str, Any]]:
         for name, prov in table.items():
             provided.setdefault(prov.plugin.name, {}).setdefault(kind, []).append(name)
     aliases: dict[str, dict[str, dict[str, str]]] = {}
-    for kind, table in reg.aliases.items():
-        for alias, target in table.items():
+    for kind, alias_table in reg.aliases.items():
+        for alias, target in alias_table.items():
             owner = reg.providers[kind][target].plugin.name
             aliases.setdefault(owner, {}).setdefault(kind, {})[alias] = target
     for kind, name, info in reg.shadowed:

@@ -124,14 +124,22 @@ class SimulationBroker:
         self.order_log: list[tuple[Any, ...]] = []
         self.portfolio = Portfolio(initial_cash, [])
 
-    def resolve_models(self, registry: PluginRegistry | None, only_given: bool = False) -> None:
+    def resolve_models(
+        self, registry: PluginRegistry | None, only_given: bool = False, **specs: Any
+    ) -> None:
         """Build the cost models from their specs through ``registry``.
 
-        Model objects are used as given. Names, ``{model, params}`` mappings and (unless
-        ``only_given``) the defaults left as ``None`` resolve through the registry, so a
-        plugin that registers ``"none"`` replaces the default and a blocked builtin is an
-        error. The engine calls this once, at construction, with its own registry.
+        ``specs`` (``commission=``, ``slippage=``, ``impact=``) replace the specs given at
+        construction. Model objects are used as given. Names, ``{model, params}`` mappings
+        and (unless ``only_given``) the defaults left as ``None`` resolve through the
+        registry, so a plugin that registers ``"none"`` replaces the default and a blocked
+        builtin is an error. The engine calls this once, at construction, with its own
+        registry.
         """
+        unknown = set(specs) - set(_MODELS)
+        if unknown:
+            raise ConfigError(f"unknown cost model kinds {sorted(unknown)}; use {list(_MODELS)}")
+        self._specs.update(specs)
         for kind, (attr, default) in _MODELS.items():
             spec = self._specs[kind]
             if spec is None and (only_given or registry is None):
@@ -469,9 +477,24 @@ def ml4t_register_brokers() -> Iterable[tuple[str, Callable[..., Any]]]:
 
 @hookimpl(trylast=True)
 def ml4t_make_broker(spec: Mapping[str, Any], registry: PluginRegistry) -> Any:
-    """Build the named broker from the registry, resolving its cost models there too."""
+    """Build the named broker from the registry, resolving its cost models there too.
+
+    For a :class:`SimulationBroker`, named cost models in the parameters are resolved
+    through ``registry`` (the engine's plugins), not the default set of plugins.
+    """
+    params = dict(spec.get("params") or {}) if isinstance(spec, Mapping) else {}
+    model = spec.get("model") if isinstance(spec, Mapping) else spec
+    provider = registry.lookup("broker", model) if isinstance(model, str) else None
+    costs: dict[str, Any] = {}
+    if (
+        provider is not None
+        and isinstance(provider.factory, type)
+        and issubclass(provider.factory, SimulationBroker)
+    ):
+        costs = {k: params.pop(k) for k in list(params) if k in _MODELS}
+        spec = {"model": model, "params": params}
     broker = registry.create("broker", spec, where="execution.broker")
     resolve = getattr(broker, "resolve_models", None)
     if resolve is not None:
-        resolve(registry)
+        resolve(registry, **costs)
     return broker

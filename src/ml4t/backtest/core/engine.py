@@ -178,9 +178,11 @@ class BacktestEngine:
             "ml4t_make_broker", "submit_order", "broker", spec=spec, registry=pm.registry
         )
         if made is None:
+            name = spec.get("model")
+            unknown = isinstance(name, str) and pm.registry.lookup("broker", name) is None
             raise ConfigError(
-                f"no plugin built a broker for {dict(spec)!r}; brokers available: "
-                f"{pm.registry.available('broker')}"
+                (f"unknown broker model {name!r}" if unknown else "no plugin built a broker")
+                + f" for {dict(spec)!r}; brokers available: {pm.registry.available('broker')}"
             )
         return made
 
