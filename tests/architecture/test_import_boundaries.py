@@ -44,3 +44,26 @@ def test_public_names_are_importable_and_listed() -> None:
 
 def test_package_ships_py_typed() -> None:
     assert (PKG / "py.typed").is_file()
+
+
+REPO = PKG.parents[2]
+PUBLIC_MODULES = {"ml4t.backtest", "ml4t.backtest.testing"}
+
+
+def test_plugin_packages_use_only_public_names() -> None:
+    offenders = []
+    for path in sorted(REPO.glob("plugins/*/src/**/*.py")):
+        for name in _imports(path):
+            if name.startswith("ml4t.") and name not in PUBLIC_MODULES:
+                offenders.append(f"{path.relative_to(REPO)}: {name}")
+    assert offenders == []
+
+
+def test_src_never_imports_first_party_plugins() -> None:
+    offenders = [
+        f"{path.name}: {name}"
+        for path in sorted(PKG.rglob("*.py"))
+        for name in _imports(path)
+        if name.startswith("ml4t_backtest_")
+    ]
+    assert offenders == []
