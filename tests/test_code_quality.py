@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+PLUGIN_SOURCES = sorted(str(p.relative_to(ROOT)) for p in ROOT.glob("plugins/*/src"))
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -16,12 +17,12 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_ruff_lint_passes() -> None:
-    proc = _run("ruff", "check", "src", "tests", "benchmarks", "examples")
+    proc = _run("ruff", "check", "src", "tests", "benchmarks", "examples", "plugins")
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_ruff_format_is_clean() -> None:
-    proc = _run("ruff", "format", "--check", "src")
+    proc = _run("ruff", "format", "--check", "src", *PLUGIN_SOURCES)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 

@@ -50,8 +50,12 @@ def test_blocking_a_builtin_removes_its_names(module: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "module", ["ml4t.backtest.builtin.commission", "ml4t.backtest.builtin.slippage",
-               "ml4t.backtest.builtin.impact"]
+    "module",
+    [
+        "ml4t.backtest.builtin.commission",
+        "ml4t.backtest.builtin.slippage",
+        "ml4t.backtest.builtin.impact",
+    ],
 )
 def test_blocked_default_cost_model_is_an_error_in_the_engine(module: str) -> None:
     kind = BUILTIN_KINDS[module][0]
@@ -144,8 +148,15 @@ def test_builtin_reporters_write_files(tmp_path: Path) -> None:
     paths = engine.report(result, tmp_path / "out", ["parquet", "summary"])
     names = sorted(p.name for p in paths)
     assert names == sorted(
-        ["trades.parquet", "fills.parquet", "orders.parquet", "portfolio.parquet",
-         "metrics.json", "metadata.json", "summary.txt"]
+        [
+            "trades.parquet",
+            "fills.parquet",
+            "orders.parquet",
+            "portfolio.parquet",
+            "metrics.json",
+            "metadata.json",
+            "summary.txt",
+        ]
     )
     assert all(p.is_file() for p in paths)
     assert "final_equity" in (tmp_path / "out" / "summary.txt").read_text()

@@ -13,7 +13,7 @@ from ml4t.backtest.cli import main
 from ml4t.backtest.config import run_config
 from ml4t.backtest.testing import make_bars
 
-STRATEGY = '''
+STRATEGY = """
 from ml4t.backtest import Strategy
 
 
@@ -28,7 +28,7 @@ class BuyDay2SellDay5(Strategy):
         elif self.k == 4:
             self.sell(event.asset_id, self.quantity)
         self.k += 1
-'''
+"""
 
 
 @pytest.fixture
@@ -123,7 +123,9 @@ def test_bad_model_params_name_the_key(project: Path) -> None:
 
 def test_unknown_reporter_and_feed_names(project: Path) -> None:
     bad = BASE.replace("[parquet, summary]", "[parquet, html]")
-    with pytest.raises(ConfigError, match=r"reporting.reporters\[1\]: unknown reporter model 'html'"):
+    with pytest.raises(
+        ConfigError, match=r"reporting.reporters\[1\]: unknown reporter model 'html'"
+    ):
         BacktestEngine.from_config(write(project / "bad.yaml", bad))
     bad = BASE.replace("asset_data: {path: bars.parquet}", "feed: {model: sqlite, params: {}}")
     with pytest.raises(ConfigError, match=r"data.feed.model: unknown feed 'sqlite'"):

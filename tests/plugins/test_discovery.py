@@ -57,9 +57,7 @@ def test_entry_points_loaded_with_distribution_and_version(fake_entry_points, ep
 
 
 @pytest.mark.parametrize("order", [("a_first", "z_last"), ("z_last", "a_first")])
-def test_entry_points_sorted_by_name_install_order_irrelevant(
-    fake_entry_points, ep, order
-) -> None:
+def test_entry_points_sorted_by_name_install_order_irrelevant(fake_entry_points, ep, order) -> None:
     plugins = {
         "a_first": ep("a_first", commission_plugin("same", 1.0)),
         "z_last": ep("z_last", commission_plugin("same", 9.0)),
@@ -144,7 +142,9 @@ def test_registration_hook_raising_names_plugin(fake_entry_points, ep) -> None:
     plugin = types.SimpleNamespace(ml4t_register_slippage_models=ml4t_register_slippage_models)
     fake_entry_points(ep("explodes", plugin, "explodes-dist"))
     pm = get_plugin_manager()
-    with pytest.raises(PluginError, match=r"'explodes' \(explodes-dist 1.2.3\) raised RuntimeError"):
+    with pytest.raises(
+        PluginError, match=r"'explodes' \(explodes-dist 1.2.3\) raised RuntimeError"
+    ):
         pm.registry  # noqa: B018
 
 

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from ml4t.backtest import ConfigError
-from ml4t.backtest import get_plugin_manager, list_plugins
+from ml4t.backtest import ConfigError, get_plugin_manager, list_plugins
 
 from ml4t_backtest_impact import AlmgrenChrissImpact, SquareRootImpact
 
