@@ -178,3 +178,24 @@ def test_cli_plugins_lists_builtins(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["plugins", "--json"]) == 0
     entries = json.loads(capsys.readouterr().out)
     assert {e["name"] for e in entries} >= {"ml4t.backtest.builtin.sim_broker"}
+
+
+def test_context_data_fields_from_config(project: Path) -> None:
+    import polars as pl
+
+    bars = make_bars(10)
+    pl.DataFrame(
+        {"timestamp": bars["timestamp"], "vix": [15.0 + k for k in range(10)], "spy": 1.0}
+    ).write_parquet(project / "ctx.parquet")
+    cfg = BASE.replace(
+        "asset_data: {path: bars.parquet}",
+        "asset_data: {path: bars.parquet}\n  context_data: {path: ctx.parquet, fields: [vix]}",
+    )
+    result = BacktestEngine.from_config(write(project / "bt.yaml", cfg)).run()
+    trade = result.trades_df.row(0, named=True)
+    # the buy is placed on bar 1 (vix 16) and the sell on bar 4 (vix 19)
+    assert (trade["entry_context_vix"], trade["exit_context_vix"]) == (16.0, 19.0)
+    assert "entry_context_spy" not in result.trades_df.columns
+    bad = cfg.replace("fields: [vix]", "fields: [vxx]")
+    with pytest.raises(ConfigError, match=r"data.context_data.fields: \['vxx'\] not in"):
+        BacktestEngine.from_config(write(project / "bad.yaml", bad))

@@ -260,10 +260,27 @@ def _import_strategy(cfg: BacktestConfig) -> Strategy:
         raise ConfigError(f"{cfg.source}: strategy.params: {exc}") from exc
 
 
+#: Feed parameters holding file paths, resolved against the config file's directory.
+PATH_KEYS = ("path", "database", "file", "directory")
+
+
+def _is_path_key(key: str) -> bool:
+    return key in PATH_KEYS or key.endswith(("_path", "_file", "_dir"))
+
+
+def _is_local_path(value: Any) -> bool:
+    return isinstance(value, str) and value != ":memory:" and "://" not in value
+
+
 def _feed_spec(cfg: BacktestConfig) -> dict[str, Any]:
     data = cfg.data
     if data.feed is not None:
-        return data.feed.as_spec()
+        spec = data.feed.as_spec()
+        spec["params"] = {
+            k: str(cfg.path(v)) if _is_path_key(k) and _is_local_path(v) else v
+            for k, v in spec["params"].items()
+        }
+        return spec
     ad = data.asset_data
     assert ad is not None
     path = cfg.path(ad.path)

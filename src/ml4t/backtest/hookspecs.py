@@ -122,7 +122,8 @@ def ml4t_register_feeds() -> Factories:  # type: ignore[empty-body]
     Notes
     -----
     The builtin plugin ``ml4t.backtest.builtin.feeds`` registers ``polars``
-    (``PolarsDataFeed``) and ``parquet`` (``ParquetDataFeed``).
+    (``PolarsDataFeed``), ``parquet`` (``ParquetDataFeed``) and ``csv`` (a
+    ``PolarsDataFeed`` over ``read_ohlcv_csv``).
     """
 
 

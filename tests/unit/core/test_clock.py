@@ -125,3 +125,24 @@ def test_clock_feed_with_no_rows(make_bars: Any, run_recorder: Any) -> None:
     full = PolarsDataFeed(make_bars(2), asset_id="F")
     strategy, _ = run_recorder([empty, full])
     assert strategy.seen == [(D0, "F"), (D1, "F")]
+
+
+class _Sized:
+    """Wrap a feed and give it a chunk_size spelled by a third party."""
+
+    def __init__(self, feed: Any, chunk_size: str) -> None:
+        self._feed = feed
+        self.chunk_size = chunk_size
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._feed, name)
+
+
+def test_clock_third_party_chunk_size_years_and_bad_spelling(make_bars: Any) -> None:
+    from ml4t.backtest import ConfigError
+
+    feed = PolarsDataFeed(make_bars(800), asset_id="A")  # 800 daily bars from 2024-01-02
+    windows = Clock([_Sized(feed, "1y")], None).windows()
+    assert len(windows) == 3  # 2024, 2025, 2026 (the data ends in March 2026)
+    with pytest.raises(ConfigError, match=r"chunk_size is '1month'.*<n>mo"):
+        Clock([_Sized(feed, "1month")], None).windows()

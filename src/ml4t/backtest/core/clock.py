@@ -7,6 +7,7 @@ broker and history all read it, so none of them can look past the bar being hand
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import DataValidationError
+from ..errors import ConfigError, DataValidationError
 from .data import Block, Feed, RawBlock, make_ts_converter, merge_raw_blocks
 
 __all__ = ["Clock"]
@@ -135,16 +136,29 @@ class Clock:
                 yield block
 
 
+_CHUNK = re.compile(r"^(\d+)(mo|w|d|y)$")
+_UNIT_DAYS = {"mo": 30.0, "w": 7.0, "d": 1.0, "y": 365.0}
+_UNIT_FREQ = {"mo": "MS", "w": "W-MON", "d": "D", "y": "YS"}
+
+
+def _split_size(size: str) -> tuple[int, str]:
+    match = _CHUNK.match(size.strip().lower())
+    if match is None or int(match.group(1)) <= 0:
+        raise ConfigError(
+            f"a feed's chunk_size is {size!r}; a feed must give it as <n>mo, <n>w, <n>d or "
+            "<n>y with n >= 1 (e.g. '1mo', '2w')"
+        )
+    return int(match.group(1)), match.group(2)
+
+
 def _approx_days(size: str) -> float:
-    n = int(size.rstrip("modw"))
-    unit = size[len(str(n)) :]
-    return n * {"mo": 30.0, "w": 7.0, "d": 1.0}[unit]
+    n, unit = _split_size(size)
+    return n * _UNIT_DAYS[unit]
 
 
 def _pandas_freq(size: str) -> str:
-    n = int(size.rstrip("modw"))
-    unit = size[len(str(n)) :]
-    return f"{n}" + {"mo": "MS", "w": "W-MON", "d": "D"}[unit]
+    n, unit = _split_size(size)
+    return f"{n}{_UNIT_FREQ[unit]}"
 
 
 def describe_ts(to_dt: Callable[[int], datetime], ts: Any) -> str:

@@ -60,6 +60,10 @@ class Feed(Protocol):
 
     A feed owns the conversion from its source (frame, file) to arrays, and validates the
     source at that boundary. ``load`` is called once per time window, in order.
+
+    A feed that streams may also have a ``chunk_size`` attribute: ``"<n>mo"``, ``"<n>w"``,
+    ``"<n>d"`` or ``"<n>y"`` (``None`` for one window). The clock cuts time into windows of
+    the smallest ``chunk_size`` of its feeds.
     """
 
     @property
