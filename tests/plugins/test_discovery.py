@@ -207,3 +207,41 @@ def test_engine_resolves_broker_model_names_through_its_plugins() -> None:
     )
     result = engine.run()
     assert result.fills_df["commission"].to_list() == [4.0, 4.0]
+
+
+def test_addhooks_lets_a_plugin_add_its_own_specs(fake_entry_points, ep) -> None:
+    import pluggy
+
+    spec_marker = pluggy.HookspecMarker("ml4t.backtest")
+
+    class MySpecs:
+        @spec_marker
+        def ml4t_my_extension(self, value: int) -> int:  # type: ignore[empty-body]
+            """A hook of the plugin's own."""
+
+    @hookimpl
+    def ml4t_addhooks(pluginmanager: Any) -> None:
+        pluginmanager.add_hookspecs(MySpecs)
+
+    provider = types.SimpleNamespace(ml4t_addhooks=ml4t_addhooks)
+
+    class User:
+        @hookimpl
+        def ml4t_my_extension(self, value: int) -> int:
+            return value * 2
+
+    fake_entry_points(ep("provider", provider))
+    pm = get_plugin_manager(extra=[User()])  # check_pending passes: the spec exists
+    assert pm.hook.ml4t_my_extension(value=21) == [42]
+
+
+def test_addhooks_raising_names_plugin(fake_entry_points, ep) -> None:
+    @hookimpl
+    def ml4t_addhooks(pluginmanager: Any) -> None:
+        raise KeyError("nope")
+
+    fake_entry_points(ep("addbad", types.SimpleNamespace(ml4t_addhooks=ml4t_addhooks), "ab"))
+    with pytest.raises(
+        PluginError, match=r"'addbad' \(ab 1.2.3\) raised KeyError in ml4t_addhooks"
+    ):
+        get_plugin_manager()

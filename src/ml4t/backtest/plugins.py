@@ -115,6 +115,8 @@ class PluginManager(pluggy.PluginManager):
         self.add_hookspecs(hookspecs)
         self.provenance: dict[str, PluginInfo] = {}
         self._registry: PluginRegistry | None = None
+        # historic: every plugin registered from now on gets to add its own specs
+        self.hook.ml4t_addhooks.call_historic(kwargs={"pluginmanager": self})
 
     def register(self, plugin: object, name: str | None = None) -> str | None:
         """Register ``plugin`` (see pluggy) and invalidate the cached registry."""
@@ -211,7 +213,11 @@ def _register(pm: PluginManager, plugin: object, name: str, info: PluginInfo) ->
     pm.provenance[name] = info
     try:
         pm.register(plugin, name)
-    except pluggy.PluginValidationError as exc:
+    except PluginError:
+        raise
+    except Exception as exc:
+        if not isinstance(exc, pluggy.PluginValidationError):  # raised in ml4t_addhooks
+            raise pm.error(name, f"raised {type(exc).__name__} in ml4t_addhooks: {exc}") from exc
         del pm.provenance[name]
         raise PluginError(
             f"plugin {info.describe()} is invalid: {exc}",
