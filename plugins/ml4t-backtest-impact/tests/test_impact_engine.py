@@ -117,12 +117,17 @@ def test_engine_missing_column_raises_config_error_naming_it(
     ml4t_scripted_strategy: type[Any],
 ) -> None:
     bars = ml4t_make_bars([100.0] * 3)
-    with pytest.raises(ConfigError, match="SquareRootImpact: adv column 'adv_20' is not in"):
+    with pytest.raises(
+        ConfigError, match="SquareRootImpact: adv column 'adv_20' is not in"
+    ) as info:
         ml4t_run_backtest(
             bars,
             ml4t_scripted_strategy(script={0: [("buy", 100)]}),
             impact={"model": "SquareRoot", "params": {"volatility": 0.02, "adv": "adv_20"}},
         )
+    # the engine names the plugin and distribution the failing model came from
+    notes = " ".join(getattr(info.value, "__notes__", []))
+    assert "plugin 'impact' (ml4t-backtest-impact" in notes
 
 
 def test_engine_from_yaml_config_almgren_chriss_fill_matches_hand_computation(

@@ -483,6 +483,24 @@ class PluginRegistry:
                 return self._error(prov, problem)
         return PluginError(f"{kind} {obj!r} {problem}")
 
+    def plugin_in_traceback(self, exc: BaseException) -> PluginInfo | None:
+        """Return the non-builtin plugin whose factory's module raised ``exc``, if any.
+
+        Used to name the plugin when a model object fails inside the run loop.
+        """
+        files: dict[str, PluginInfo] = {}
+        for table in self.providers.values():
+            for prov in table.values():
+                module = sys.modules.get(getattr(prov.factory, "__module__", "") or "")
+                path = getattr(module, "__file__", None)
+                if path and not prov.plugin.builtin:
+                    files[os.path.realpath(path)] = prov.plugin
+        found = None
+        for frame, _ in traceback.walk_tb(exc.__traceback__):
+            info = files.get(os.path.realpath(frame.f_code.co_filename))
+            found = info or found
+        return found
+
     def _error(self, provider: Provider, problem: str) -> PluginError:
         if self.manager is not None and provider.plugin.name in self.manager.provenance:
             return self.manager.error(provider.plugin.name, problem)

@@ -459,6 +459,9 @@ class BacktestEngine:
                 asset = self.clock.asset_ids[chunk.code[r]]
         if not _raised_in_strategy(self.strategy, frames):
             exc.add_note(f"while handling timestamp {when}" + (f", asset {asset}" if asset else ""))
+            plugin = self.plugin_manager.registry.plugin_in_traceback(exc)
+            if plugin is not None and not isinstance(exc, PluginError):
+                exc.add_note(f"raised by a model of plugin {plugin.describe()}")
             return exc
         at = f"timestamp {when}" + (f", asset {asset!r}" if asset else "")
         message = (
