@@ -6,7 +6,7 @@ import this file by name.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,89 +17,23 @@ from ml4t.backtest import (
     BacktestEngine,
     BacktestResult,
     Context,
-    FillEvent,
     MarketEvent,
-    Order,
     PolarsDataFeed,
     SimulationBroker,
     Strategy,
 )
+from ml4t.backtest import testing as kit
+from ml4t.backtest.testing import ScriptedStrategy
 
-OnBar = Callable[["Scripted", MarketEvent, Context], None]
-
-
-def bars(
-    closes: Sequence[float],
-    *,
-    opens: Sequence[float] | None = None,
-    highs: Sequence[float] | None = None,
-    lows: Sequence[float] | None = None,
-    volume: float = 1_000.0,
-    start: datetime = datetime(2024, 1, 2),
-    step: timedelta = timedelta(days=1),
-    timestamps: Sequence[datetime] | None = None,
-    asset_id: str | None = None,
-    **extra: Sequence[float],
-) -> pl.DataFrame:
-    """Build an OHLCV frame.
-
-    ``open`` defaults to the previous close (the first bar opens at its close), ``high``
-    and ``low`` default to 1 above/below the larger/smaller of open and close. Extra
-    keyword columns (signals) are added as given. With ``asset_id`` an ``asset_id``
-    column is added (for long multi-asset frames).
-    """
-    n = len(closes)
-    c = [float(x) for x in closes]
-    o = [float(x) for x in opens] if opens is not None else [c[0], *c[:-1]]
-    h = (
-        [float(x) for x in highs]
-        if highs is not None
-        else [max(a, b) + 1 for a, b in zip(o, c, strict=False)]
-    )
-    lo = (
-        [float(x) for x in lows]
-        if lows is not None
-        else [min(a, b) - 1 for a, b in zip(o, c, strict=False)]
-    )
-    ts = list(timestamps) if timestamps is not None else [start + step * i for i in range(n)]
-    data: dict[str, Any] = {
-        "timestamp": ts,
-        "open": o,
-        "high": h,
-        "low": lo,
-        "close": c,
-        "volume": [float(volume)] * n,
-    }
-    for name, values in extra.items():
-        data[name] = [float(v) for v in values]
-    df = pl.DataFrame(data)
-    if asset_id is not None:
-        df = df.with_columns(pl.lit(asset_id).alias("asset_id"))
-    return df
+OnBar = Callable[[Any, MarketEvent, Context], None]
 
 
-class Scripted(Strategy):
-    """A strategy driven by a callback; records every event the broker reports."""
+class Scripted(ScriptedStrategy):
+    """The test kit's scripted strategy, with a scratch ``state`` dict for callbacks."""
 
     def __init__(self, on_bar: OnBar | None = None) -> None:
-        self.fn = on_bar
-        self.fills: list[FillEvent] = []
-        self.rejected: list[tuple[Order, str]] = []
-        self.cancelled: list[tuple[Order, str]] = []
+        super().__init__(on_bar)
         self.state: dict[str, Any] = {}
-
-    def on_market_data(self, event: MarketEvent, context: Context) -> None:
-        if self.fn is not None:
-            self.fn(self, event, context)
-
-    def on_fill(self, fill: FillEvent) -> None:
-        self.fills.append(fill)
-
-    def on_order_rejected(self, order: Order, reason: str) -> None:
-        self.rejected.append((order, reason))
-
-    def on_order_cancelled(self, order: Order, reason: str) -> None:
-        self.cancelled.append((order, reason))
 
 
 def run(
@@ -129,13 +63,13 @@ def run(
 
 
 def on_day(event: MarketEvent, k: int, start: datetime = datetime(2024, 1, 2)) -> bool:
-    """Return True when ``event`` is the ``k``-th daily bar of :func:`bars` defaults."""
+    """Return True when ``event`` is the ``k``-th daily bar of ``make_bars`` defaults."""
     return event.timestamp == start + timedelta(days=k)
 
 
 @pytest.fixture
 def make_bars() -> Callable[..., pl.DataFrame]:
-    return bars
+    return kit.make_bars
 
 
 @pytest.fixture

@@ -325,12 +325,12 @@ def engine_from_config(
         for k, rep in enumerate(cfg.reporting.reporters):
             reg.create("reporter", _spec(rep), where=f"reporting.reporters[{k}]")
         feed_spec = _feed_spec(cfg)
+        broker_name = ex.broker.model if isinstance(ex.broker, ModelSpec) else ex.broker
         for kind, name, where in (
             ("feed", feed_spec["model"], "data.feed.model"),
-            ("broker", ex.broker.model if isinstance(ex.broker, ModelSpec) else ex.broker, ""),
+            ("broker", broker_name, "execution.broker"),
         ):
             if ":" not in name and reg.lookup(kind, name) is None:
-                where = where or "execution.broker"
                 raise ConfigError(
                     f"{where}: unknown {kind} {name!r}; available: {reg.available(kind)}"
                 )

@@ -189,11 +189,8 @@ class AlmgrenChrissImpact(_BarInputs):
         half of it. ``bar`` is needed only when an input is a column name. Returns NaN or
         0 for missing inputs, as set by ``on_missing``.
         """
-        inputs = self._inputs(bar)
-        if inputs is None:
-            return self._missing()
-        sigma, adv = inputs
-        return float(price) * self.gamma * sigma * (abs(quantity) / adv)
+        parts = self._fractions(quantity, bar)
+        return self._missing() if parts is None else float(price) * parts[0]
 
     def temporary_impact(
         self, price: float, quantity: float, bar: Mapping[str, Any] | None = None
@@ -203,12 +200,8 @@ class AlmgrenChrissImpact(_BarInputs):
         ``bar`` is needed only when an input is a column name. Returns NaN or 0 for
         missing inputs, as set by ``on_missing``.
         """
-        inputs = self._inputs(bar)
-        if inputs is None:
-            return self._missing()
-        sigma, adv = inputs
-        rate = abs(quantity) / (adv * self.horizon)
-        return float(price) * self.eta * sigma * float(rate**self.beta)
+        parts = self._fractions(quantity, bar)
+        return self._missing() if parts is None else float(price) * parts[1]
 
     def price_impact(
         self, price: float, side: int, quantity: float, bar: Mapping[str, Any]
@@ -233,14 +226,24 @@ class AlmgrenChrissImpact(_BarInputs):
             Impact per unit in price units (``>= 0``), NaN when an input column is
             missing and ``on_missing="reject"``.
         """
+        parts = self._fractions(quantity, bar)
+        if parts is None:
+            return self._missing()
+        permanent, temporary = parts
+        return float(price) * (0.5 * permanent + temporary)
+
+    def _fractions(
+        self, quantity: float, bar: Mapping[str, Any] | None
+    ) -> tuple[float, float] | None:
+        """Return (permanent, temporary) impact as fractions of price, None if inputs miss."""
         inputs = self._inputs(bar)
         if inputs is None:
-            return self._missing()
+            return None
         sigma, adv = inputs
         fraction = abs(quantity) / adv
         permanent = self.gamma * sigma * fraction
         temporary = self.eta * sigma * float((fraction / self.horizon) ** self.beta)
-        return float(price) * (0.5 * permanent + temporary)
+        return permanent, temporary
 
     def __repr__(self) -> str:
         return (

@@ -21,6 +21,7 @@ from ..core.orders import Order, OrderStatus, OrderType, TimeInForce
 from ..core.portfolio import Portfolio
 from ..errors import ConfigError
 from ..hookspecs import hookimpl
+from ..plugins import KINDS
 from .commission import NoCommission
 from .impact import NoImpact
 from .slippage import NoSlippage
@@ -461,7 +462,7 @@ class SimulationBroker:
 
 
 def _check_model(obj: Any, kind: str) -> None:
-    method = {"commission": "calculate", "slippage": "fill_price", "impact": "price_impact"}[kind]
+    method = KINDS[kind][1]
     if isinstance(obj, type) or not callable(getattr(obj, method, None)):
         raise ConfigError(
             f"{kind}: expected a {kind} model object (with {method}()), a registered name or "

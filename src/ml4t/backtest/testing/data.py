@@ -21,6 +21,7 @@ def make_bars(
     volume: float | Sequence[float] = 1_000.0,
     start: datetime = datetime(2024, 1, 2),
     step: timedelta = timedelta(days=1),
+    timestamps: Sequence[datetime] | None = None,
     asset_id: str | None = None,
     seed: int | None = None,
     **columns: Sequence[float] | float,
@@ -39,6 +40,8 @@ def make_bars(
         Bar volume.
     start, step : datetime, timedelta
         Naive timestamps ``start + k * step``.
+    timestamps : sequence of datetime, optional
+        The bars' timestamps, instead of ``start`` and ``step``.
     asset_id : str, optional
         Adds an ``asset_id`` column (for long multi-asset frames).
     seed : int, optional
@@ -69,7 +72,9 @@ def make_bars(
     )
     vol = [float(volume)] * n if isinstance(volume, int | float) else [float(v) for v in volume]
     data: dict[str, Any] = {
-        "timestamp": [start + step * k for k in range(n)],
+        "timestamp": list(timestamps)
+        if timestamps is not None
+        else [start + step * k for k in range(n)],
         "open": o,
         "high": h,
         "low": lo,
