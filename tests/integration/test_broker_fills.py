@@ -355,7 +355,7 @@ def test_short_sale_books_proceeds_and_negative_position(
             s.close_position("A")
 
     result, strat = run_backtest(
-        df, on_bar, allow_short=True, commission=PercentageCommission(0.001)
+        df, on_bar, account="margin", initial_margin=1.0, commission=PercentageCommission(0.001)
     )
     assert strat.rejected == []
     assert strat.state["pos"] == -10.0

@@ -166,7 +166,7 @@ def test_order_for_asset_with_missing_bars_fills_at_its_next_bar(result: Any) ->
 def test_portfolio_df_columns_and_books(result: Any) -> None:
     pf = result.portfolio_df
     assert pf.columns == [
-        "timestamp", "equity", "cash", "positions_value", "num_positions",
+        "timestamp", "equity", "cash", "accrued_dividends", "positions_value", "num_positions",
         "gross_leverage", "net_leverage", "return", "cumulative_return",
     ]  # fmt: skip
     assert pf["timestamp"].to_list() == TS

@@ -99,7 +99,7 @@ def test_close_position_and_reduce_position_on_short(go: Any) -> None:
             2: _rec("r", lambda s: s.reduce_position("B", 0.25)),
             3: _rec("c", lambda s: s.close_position("B")),
         },
-        allow_short=True,
+        account="margin", initial_margin=1.0,
     )
     assert (s.state["r"].side, s.state["r"].quantity) == (OrderSide.BUY, 100.0)
     assert (s.state["c"].side, s.state["c"].quantity) == (OrderSide.BUY, 300.0)
@@ -132,7 +132,7 @@ def test_order_target_quantity_value_percent(go: Any) -> None:
 def test_order_target_quantity_negative_goes_short(go: Any) -> None:
     _, s = go(
         {0: lambda s: s.buy("A", 50), 2: _rec("o", lambda s: s.order_target_quantity("A", -100))},
-        allow_short=True,
+        account="margin", initial_margin=1.0,
     )
     assert (s.state["o"].side, s.state["o"].quantity) == (OrderSide.SELL, 150.0)
     assert s.get_position("A") == -100.0
@@ -204,7 +204,7 @@ def test_position_value_pnl_cash_equity_positions(go: Any) -> None:
         s.buy("A", 100)
         s.sell("B", 200)
 
-    _, s = go({0: day0, 3: look}, allow_short=True)
+    _, s = go({0: day0, 3: look}, account="margin", initial_margin=1.0)
     got = s.state["look"]
     a3, b3 = CLOSES["A"][3], CLOSES["B"][3]
     assert got["value_a"] == pytest.approx(100 * a3, rel=1e-12)
@@ -225,7 +225,7 @@ def test_short_unrealized_pnl_positive_when_price_falls(go: Any) -> None:
     # C: short at the day-1 open (20), day 2 closes at 19
     _, s = go(
         {0: lambda s: s.sell("C", 10), 2: _rec("p", lambda s: s.get_unrealized_pnl_pct("C"))},
-        allow_short=True,
+        account="margin", initial_margin=1.0,
     )
     assert s.state["p"] == pytest.approx(1 - 19.0 / 20.0, rel=1e-12)
 

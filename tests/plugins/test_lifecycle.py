@@ -118,7 +118,9 @@ def test_result_metadata_records_active_plugins(tmp_path: Path) -> None:
     assert names[-1].endswith(".Recorder")  # objects in code are named by their class
     commission = next(p for p in plugins if p["name"] == "ml4t.backtest.builtin.commission")
     assert commission["distribution"] == "ml4t-backtest" and commission["version"]
-    assert commission["provides"] == {"commission": ["none", "per_share", "percentage"]}
+    assert commission["provides"] == {
+        "commission": ["fixed", "ibkr_fixed", "none", "per_share", "percentage", "tiered"]
+    }
     result.to_parquet(tmp_path)
     written = json.loads((tmp_path / "metadata.json").read_text())
     assert written["plugins"] == json.loads(json.dumps(plugins))

@@ -122,7 +122,7 @@ def scenarios(
         actions.setdefault((bar, asset), []).append(tuple(action))  # type: ignore[arg-type]
     broker: dict[str, Any] = {
         "fill_timing": draw(st.sampled_from(["next_bar_open", "same_bar_close"])),
-        "allow_short": draw(st.booleans()),
+        "account": draw(st.sampled_from(["cash", "margin"])),
         "cash_policy": draw(st.sampled_from(["reject", "resize"])),
     }
     if costs:

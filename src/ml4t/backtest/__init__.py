@@ -5,15 +5,32 @@ The public API is everything in ``__all__``; see ``docs/user_guide.md``.
 
 from __future__ import annotations
 
-from .builtin.commission import NoCommission, PercentageCommission, PerShareCommission
+from .builtin.commission import (
+    FixedCommission,
+    IBKRFixedCommission,
+    NoCommission,
+    PercentageCommission,
+    PerShareCommission,
+    TieredCommission,
+)
 from .builtin.feeds import ParquetDataFeed, PolarsDataFeed
 from .builtin.impact import NoImpact
 from .builtin.reporters import ParquetReporter, SummaryReporter
+from .builtin.risk import ExitRules, RiskLimits
 from .builtin.sim_broker import SimulationBroker
-from .builtin.slippage import FixedSlippage, NoSlippage, PercentageSlippage
+from .builtin.slippage import (
+    BasisPointsSlippage,
+    FixedSlippage,
+    NoSlippage,
+    PercentageSlippage,
+    SpreadSlippage,
+    VolumeShareSlippage,
+)
 from .config import BacktestConfig, load_config
+from .core.assets import AssetRegistry, AssetSpec
 from .core.broker import Broker, CommissionModel, ImpactModel, SlippageModel
 from .core.context import Context
+from .core.corporate import CorporateActions
 from .core.data import Feed, RawBlock
 from .core.engine import BacktestEngine
 from .core.events import FillEvent, MarketEvent, OrderEvent
@@ -28,18 +45,25 @@ from .plugins import PluginManager, PluginRegistry, get_plugin_manager, list_plu
 __version__ = "0.1.0"
 
 __all__ = [
+    "AssetRegistry",
+    "AssetSpec",
     "BacktestConfig",
     "BacktestEngine",
     "BacktestError",
     "BacktestResult",
+    "BasisPointsSlippage",
     "Broker",
     "CommissionModel",
     "ConfigError",
     "Context",
+    "CorporateActions",
     "DataValidationError",
+    "ExitRules",
     "Feed",
     "FillEvent",
+    "FixedCommission",
     "FixedSlippage",
+    "IBKRFixedCommission",
     "ImpactModel",
     "MarketEvent",
     "NoCommission",
@@ -60,12 +84,16 @@ __all__ = [
     "PluginRegistry",
     "PolarsDataFeed",
     "RawBlock",
+    "RiskLimits",
     "SimulationBroker",
     "SlippageModel",
+    "SpreadSlippage",
     "Strategy",
     "StrategyError",
     "SummaryReporter",
+    "TieredCommission",
     "TimeInForce",
+    "VolumeShareSlippage",
     "__version__",
     "get_plugin_manager",
     "hookimpl",

@@ -132,6 +132,19 @@ class ExecutionConfig(_Frozen):
     fractional: bool | None = None
     allow_short: bool | None = None
     cash_policy: Literal["reject", "resize"] | None = None
+    account: Literal["cash", "margin"] | None = None
+    initial_margin: float | None = None
+    maintenance_margin: float | None = None
+    max_leverage: float | None = None
+    borrow_rate: float | None = None
+    margin_call: Literal["liquidate", "liquidate_all"] | None = None
+    volume_limit: float | None = None
+    intrabar: Literal["conservative", "high_first", "low_first", "nearest"] | None = None
+    trail_reference: Literal["high_low", "close"] | None = None
+    assets: str | dict[str, dict[str, Any]] | None = None
+    corporate_actions: str | None = None
+    exits: dict[str, Any] | None = None
+    risk_limits: dict[str, Any] | None = None
 
 
 class ReportingConfig(_Frozen):
@@ -262,6 +275,48 @@ def _import_strategy(cfg: BacktestConfig) -> Strategy:
 
 #: Feed parameters holding file paths, resolved against the config file's directory.
 PATH_KEYS = ("path", "database", "file", "directory")
+#: execution keys passed to the broker as they are
+BROKER_KEYS = (
+    "fill_timing",
+    "fractional",
+    "allow_short",
+    "cash_policy",
+    "account",
+    "initial_margin",
+    "maintenance_margin",
+    "max_leverage",
+    "borrow_rate",
+    "margin_call",
+    "volume_limit",
+    "intrabar",
+    "trail_reference",
+)
+
+
+def _broker_objects(cfg: BacktestConfig) -> dict[str, Any]:
+    """Build the asset registry, corporate actions, exits and limits (validated now)."""
+    from .builtin.risk import as_exit_rules, as_risk_limits
+    from .core.assets import AssetRegistry
+    from .core.corporate import CorporateActions
+
+    ex = cfg.execution
+    out: dict[str, Any] = {}
+    if ex.assets is not None:
+        if isinstance(ex.assets, str):
+            path = cfg.path(ex.assets)
+            out["assets"] = AssetRegistry(str(path), source=f"execution.assets ({path})")
+        else:
+            out["assets"] = AssetRegistry(ex.assets, source="execution.assets")
+    if ex.corporate_actions is not None:
+        path = cfg.path(ex.corporate_actions)
+        out["corporate_actions"] = CorporateActions(
+            str(path), source=f"execution.corporate_actions ({path})"
+        )
+    if ex.exits is not None:
+        out["exits"] = as_exit_rules(ex.exits, where="execution.exits")
+    if ex.risk_limits is not None:
+        out["risk_limits"] = as_risk_limits(ex.risk_limits, where="execution.risk_limits")
+    return out
 
 
 def _is_path_key(key: str) -> bool:
@@ -319,9 +374,10 @@ def engine_from_config(
             spec = getattr(ex, kind)
             if spec is not None:
                 params[kind] = reg.create(kind, _spec(spec), where=f"execution.{kind}")
-        for key in ("fill_timing", "fractional", "allow_short", "cash_policy"):
+        for key in BROKER_KEYS:
             if getattr(ex, key) is not None:
                 params[key] = getattr(ex, key)
+        params.update(_broker_objects(cfg))
         for k, rep in enumerate(cfg.reporting.reporters):
             reg.create("reporter", _spec(rep), where=f"reporting.reporters[{k}]")
         feed_spec = _feed_spec(cfg)

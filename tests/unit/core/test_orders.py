@@ -33,8 +33,8 @@ def test_order_enums_from_strings() -> None:
     ("kwargs", "bad"),
     [
         ({"side": "hold"}, "hold"),
-        ({"order_type": "stop_limit"}, "stop_limit"),
-        ({"time_in_force": "ioc"}, "ioc"),
+        ({"order_type": "iceberg"}, "iceberg"),
+        ({"time_in_force": "opg"}, "opg"),
     ],
 )
 def test_order_unknown_enum_string_rejected(kwargs: dict[str, str], bad: str) -> None:

@@ -4,7 +4,11 @@ Per timestamp the engine calls :meth:`SimulationBroker.process_open` before the 
 sees the bar and :meth:`SimulationBroker.process_close` after it. Orders placed while
 handling bar *t* fill against bar *t+1* by default (market orders at its open), or at bar
 *t*'s close with ``fill_timing="same_bar_close"``. Within one phase, orders that reduce a
-position are filled before orders that open or grow one, so freed cash can be reused.
+position are filled before orders that open or grow one, so freed cash can be reused;
+among the rest, the order the bar's assumed price path reaches first fills first
+(see :mod:`.matching`). Account rules live in :mod:`.accounts`, per-session events in
+:mod:`.broker_account`, order links (brackets, OCO, OTO, position exits) in
+:mod:`.order_links`.
 """
 
 from __future__ import annotations
@@ -13,17 +17,26 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from ..core.assets import AssetRegistry, round_price
 from ..core.broker import BrokerListener, CommissionModel, ImpactModel, SlippageModel
 from ..core.clock import Clock
-from ..core.data import PRICE_COLUMNS, Chunk, row_of
-from ..core.events import FillEvent
+from ..core.corporate import CorporateActions
+from ..core.data import Chunk, row_of
 from ..core.orders import Order, OrderStatus, OrderType, TimeInForce
 from ..core.portfolio import Portfolio
 from ..errors import ConfigError
 from ..hookspecs import hookimpl
 from ..plugins import KINDS
+from .accounts import ACCOUNT_TYPES, MARGIN_CALL_POLICIES, MarginBook
+from .broker_account import AccountEvents
 from .commission import NoCommission
+from .fills import FillEngine
 from .impact import NoImpact
+from .matching import INTRABAR_MODES
+from .order_links import OrderLinks
+from .risk import as_exit_rules, as_risk_limits
 from .slippage import NoSlippage
 
 if TYPE_CHECKING:
@@ -33,7 +46,10 @@ __all__ = ["SimulationBroker", "ml4t_make_broker", "ml4t_register_brokers"]
 
 FILL_TIMINGS = ("next_bar_open", "same_bar_close")
 CASH_POLICIES = ("reject", "resize")
+TRAIL_REFERENCES = ("high_low", "close")
 _EPS = 1e-9
+_NO_SLIP = (OrderType.LIMIT, OrderType.STOP_LIMIT)
+_AT_OPEN_ONLY = (OrderType.MARKET_ON_OPEN,)
 #: cost-model kind -> (attribute, default object factory)
 _MODELS: dict[str, tuple[str, Callable[[], Any]]] = {
     "commission": ("commission_model", NoCommission),
@@ -42,45 +58,66 @@ _MODELS: dict[str, tuple[str, Callable[[], Any]]] = {
 }
 
 
-class SimulationBroker:
+class SimulationBroker(FillEngine, OrderLinks):
     """Fill orders against historical bars and keep the books.
 
     Parameters
     ----------
     initial_cash : float, default 100_000
         Starting cash; must be positive.
-    commission : CommissionModel, str or dict, optional
-        A model object (``PercentageCommission(0.001)``), a registry name
-        (``"per_share"``, or the class name ``"PerShareCommission"``) or
-        ``{"model": "per_share", "params": {"cost_per_share": 0.005}}``. Names resolve
-        through the plugin registry (``ml4t-backtest plugins`` lists them); the engine
-        resolves them again through its own plugins, so a plugin passed to the engine or
-        a blocked one is honoured. Default: no commission.
-    slippage : SlippageModel, str or dict, optional
-        As ``commission``, for slippage (``fixed``, ``percentage``). Default: none.
-    impact : ImpactModel, str or dict, optional
-        As ``commission``, for market impact (e.g. ``AlmgrenChrissImpact`` from the
-        ``ml4t-backtest-impact`` plugin). Applied after slippage to market and stop fills.
-        Default: none.
+    commission, slippage, impact : model object, str or dict, optional
+        A model object (``PercentageCommission(0.001)``), a registry name (``"per_share"``,
+        or the class name) or ``{"model": "per_share", "params": {...}}``; names resolve
+        through the plugin registry (``ml4t-backtest plugins`` lists them). Default: none.
     fill_timing : {"next_bar_open", "same_bar_close"}
-        When market orders fill: the next bar's open (default; Backtrader's convention) or
-        the signal bar's close (VectorBT's default).
+        When market orders fill: the next bar's open (default) or the signal bar's close.
     fractional : bool, default True
-        Allow fractional quantities. With False, sizing helpers floor to whole units and
-        a non-integer order is rejected.
-    allow_short : bool, default False
-        Allow sells beyond the position (short positions; proceeds are credited to cash,
-        no margin is modelled yet). With False, such sells are rejected.
+        Allow fractional quantities. With False, quantities are whole units (or the
+        asset's lot size) and sizing helpers round down.
+    allow_short : bool, optional
+        Allow sells beyond the position. Defaults to True for a margin account and
+        False for a cash account, which cannot short.
     cash_policy : {"reject", "resize"}
-        What to do with a buy that costs more than the cash available at fill time:
-        reject it (default) or shrink it to what the cash covers, commission included.
+        What to do with an order the account cannot afford at fill time (cash in a cash
+        account, initial margin in a margin account): reject it, or shrink it to what it
+        can afford, commission included.
+    account : {"cash", "margin"}
+        Account type (see :mod:`ml4t.backtest.builtin.accounts`).
+    initial_margin, maintenance_margin : float
+        Margin account fractions of position value (defaults 0.5 and 0.25).
+    max_leverage : float, optional
+        Margin account gross leverage cap; the effective initial margin is
+        ``max(initial_margin, 1 / max_leverage)``.
+    borrow_rate : float, default 0.0
+        Annual fee on the value of short positions, charged per calendar day held
+        overnight (per-asset rates in the asset registry override it).
+    margin_call : {"liquidate", "liquidate_all"}
+        Margin-call policy (see :class:`~ml4t.backtest.builtin.accounts.MarginBook`).
+    volume_limit : float, optional
+        At most this fraction of a bar's volume is filled per asset per bar; the rest of
+        an order is carried to later bars as partial fills. A slippage model with a
+        ``volume_limit`` attribute (``VolumeShareSlippage``) caps it too.
+    intrabar : {"conservative", "high_first", "low_first", "nearest"}
+        Assumed order of a bar's high and low (see :mod:`ml4t.backtest.builtin.matching`).
+    trail_reference : {"high_low", "close"}
+        How trailing stops follow the price: by each bar's high (low for buy stops),
+        VectorBT-style, or by each bar's close, Backtrader-style. Either way the level
+        moves after the bar has been matched, never within it.
+    assets : AssetRegistry, mapping, frame or path, optional
+        Per-asset multiplier, tick size, lot size, minimum quantity, margins, borrow rate.
+    corporate_actions : CorporateActions, frame or path, optional
+        Splits and cash dividends applied to positions and cash.
+    exits : ExitRules or mapping, optional
+        Position exits (stop-loss, take-profit, trailing stop, time exit) for every
+        position; strategies can set them per asset with ``set_exits``.
+    risk_limits : RiskLimits or mapping, optional
+        Portfolio limits checked on each fill that adds exposure.
 
     Notes
     -----
-    Limit orders fill at the limit or better (the open when it gaps through), without
-    slippage. Stop orders trigger when the bar's range reaches the stop (the open when it
-    gaps through) and then fill like market orders, with slippage. Every rejection reaches
-    the strategy's ``on_order_rejected`` with a reason and is recorded in the result.
+    Every rejection reaches the strategy's ``on_order_rejected`` with a reason and is
+    recorded in ``orders_df``; every resize or partial fill carries its reason in
+    ``fills_df["reason"]``.
     """
 
     def __init__(
@@ -91,16 +128,50 @@ class SimulationBroker:
         impact: Any = None,
         fill_timing: str = "next_bar_open",
         fractional: bool = True,
-        allow_short: bool = False,
+        allow_short: bool | None = None,
         cash_policy: str = "reject",
+        *,
+        account: str = "cash",
+        initial_margin: float = 0.5,
+        maintenance_margin: float = 0.25,
+        max_leverage: float | None = None,
+        borrow_rate: float = 0.0,
+        margin_call: str = "liquidate",
+        volume_limit: float | None = None,
+        intrabar: str = "conservative",
+        trail_reference: str = "high_low",
+        assets: Any = None,
+        corporate_actions: Any = None,
+        exits: Any = None,
+        risk_limits: Any = None,
     ) -> None:
         initial_cash = float(initial_cash)
         if not math.isfinite(initial_cash) or initial_cash <= 0:
             raise ConfigError(f"initial_cash must be a positive number, got {initial_cash!r}")
-        if fill_timing not in FILL_TIMINGS:
-            raise ConfigError(f"fill_timing must be one of {FILL_TIMINGS}, got {fill_timing!r}")
-        if cash_policy not in CASH_POLICIES:
-            raise ConfigError(f"cash_policy must be one of {CASH_POLICIES}, got {cash_policy!r}")
+        _choice("fill_timing", fill_timing, FILL_TIMINGS)
+        _choice("cash_policy", cash_policy, CASH_POLICIES)
+        _choice("account", account, ACCOUNT_TYPES)
+        _choice("margin_call", margin_call, MARGIN_CALL_POLICIES)
+        _choice("intrabar", intrabar, INTRABAR_MODES)
+        _choice("trail_reference", trail_reference, TRAIL_REFERENCES)
+        if allow_short is None:
+            allow_short = account == "margin"
+        if allow_short and account == "cash":
+            raise ConfigError(
+                "a cash account cannot sell short; use account='margin' (initial_margin=1.0 "
+                "for a margin account without leverage)"
+            )
+        im = _fraction("initial_margin", initial_margin)
+        mm = _fraction("maintenance_margin", maintenance_margin)
+        if mm > im:
+            raise ConfigError(
+                f"maintenance_margin ({mm:g}) must not exceed initial_margin ({im:g})"
+            )
+        if max_leverage is not None:
+            lev = float(max_leverage)
+            if not (math.isfinite(lev) and lev >= 1):
+                raise ConfigError(f"max_leverage must be a number >= 1, got {max_leverage!r}")
+            im = max(im, 1.0 / lev)
         self.initial_cash = initial_cash
         self.commission_model: CommissionModel = NoCommission()
         self.slippage_model: SlippageModel = NoSlippage()
@@ -117,6 +188,26 @@ class SimulationBroker:
         self.fractional = bool(fractional)
         self.allow_short = bool(allow_short)
         self.cash_policy = cash_policy
+        self.account = account
+        self.initial_margin = im
+        self.maintenance_margin = mm
+        self.borrow_rate = _non_negative("borrow_rate", borrow_rate)
+        self.margin_call = margin_call
+        self.volume_limit = (
+            None if volume_limit is None else _fraction("volume_limit", volume_limit)
+        )
+        self.intrabar = intrabar
+        self.trail_reference = trail_reference
+        self.assets = assets if isinstance(assets, AssetRegistry) else AssetRegistry(assets)
+        self.corporate_actions = (
+            None
+            if corporate_actions is None
+            else corporate_actions
+            if isinstance(corporate_actions, CorporateActions)
+            else CorporateActions(corporate_actions)
+        )
+        self.exits = as_exit_rules(exits)
+        self.risk_limits = as_risk_limits(risk_limits)
         self.has_pending = False
         self._pending: list[Order] = []
         self._next_id = 0
@@ -164,278 +255,379 @@ class SimulationBroker:
             "fractional": self.fractional,
             "allow_short": self.allow_short,
             "cash_policy": self.cash_policy,
+            "account": self.account,
+            "initial_margin": self.initial_margin,
+            "maintenance_margin": self.maintenance_margin,
+            "borrow_rate": self.borrow_rate,
+            "margin_call": self.margin_call,
+            "volume_limit": self.volume_limit,
+            "intrabar": self.intrabar,
+            "trail_reference": self.trail_reference,
+            "assets": repr(self.assets),
+            "corporate_actions": repr(self.corporate_actions),
+            "exits": None if self.exits is None else self.exits.to_dict(),
+            "risk_limits": None if self.risk_limits is None else self.risk_limits.to_dict(),
         }
 
-    # --- set-up -------------------------------------------------------------------
+    # --- set-up -------------------------------------------------------------------------
     def setup(self, asset_ids: Sequence[str], listener: BrokerListener, clock: Clock) -> None:
         """Create the portfolio for a run and reset order state."""
-        self.portfolio = Portfolio(self.initial_cash, asset_ids)
+        self.assets.check(asset_ids)
+        arrays = self.assets.arrays(asset_ids)
+        self.portfolio = Portfolio(
+            self.initial_cash, asset_ids, arrays.multiplier.tolist(), arrays.is_future.tolist()
+        )
+        lot = np.where(np.isnan(arrays.lot_size), 0.0 if self.fractional else 1.0, arrays.lot_size)
+        self._lot: list[float] = lot.tolist()
+        self._tick: list[float] = arrays.tick_size.tolist()
+        self._min_qty: list[float] = arrays.min_quantity.tolist()
+        self._asset_borrow: list[float] = arrays.borrow_rate.tolist()
+        self._shortable: list[bool] = np.asarray(arrays.shortable, dtype=bool).tolist()
+        self._any_tick = bool(np.isfinite(arrays.tick_size).any())
+        self._margin = MarginBook(
+            self.portfolio, arrays, self.account, self.initial_margin, self.maintenance_margin
+        )
+        self._futures = bool(np.asarray(arrays.is_future).any())
+        self._margin_watch = self.account == "margin" or self._futures
+        self._limits = self.risk_limits
+        self._schedule = (
+            None
+            if self.corporate_actions is None
+            else self.corporate_actions.schedule(list(asset_ids))
+        )
         self._listener = listener
         self._clock = clock
         self._pending = []
-        self.has_pending = False
         self._next_id = 0
         self.order_log = []
+        self._vol_ts = -1
+        self._vol_used: dict[int, float] = {}
+        cap = getattr(self.slippage_model, "volume_limit", None)
+        caps = [x for x in (self.volume_limit, cap) if isinstance(x, int | float)]
+        self._cap = min(caps) if caps else None
+        self._bar_cols = tuple(getattr(self.slippage_model, "required_columns", ()) or ())
+        reset = getattr(self.commission_model, "reset", None)
+        if reset is not None:
+            reset()
+        self._record = getattr(self.commission_model, "record", None)
+        self._partial = getattr(self.commission_model, "calculate_partial", None)
+        self._when_kw = _takes(self.commission_model.calculate, "when") and (
+            self._partial is None or _takes(self._partial, "when")
+        )
+        self._setup_links(asset_ids)
+        self._events = AccountEvents(self)
+        self._watch = self._margin_watch or (
+            self._limits is not None and self._limits.max_drawdown is not None
+        )
+        self.has_pending = self._watch
+        self._notes: list[str] = []
 
-    # --- orders ---------------------------------------------------------------------
+    def check_columns(self, columns: Iterable[str]) -> None:
+        """Raise ConfigError if the slippage model needs a column the data lacks."""
+        have = set(columns)
+        missing = [c for c in self._bar_cols if c not in have]
+        if missing:
+            raise ConfigError(
+                f"slippage model {self.slippage_model!r} needs column(s) {missing}; add them "
+                f"to the feed's signal or indicator columns (have: {sorted(have)})"
+            )
+
+    def run_metrics(self) -> dict[str, Any]:
+        """Return broker-level figures for the result's metrics."""
+        ev = getattr(self, "_events", None)
+        return {
+            "margin_calls": 0 if ev is None else ev.margin_calls,
+            "drawdown_halted": False if ev is None else ev.halted,
+        }
+
+    # --- orders -------------------------------------------------------------------------
     def submit_order(self, order: Order) -> Order:
         """Accept an order placed at the current timestamp, or reject it with a reason."""
         clock = self._clock
         if clock is None or self._listener is None:
             raise RuntimeError("orders can only be submitted while a backtest runs")
-        order.order_id = self._next_id
-        self._next_id += 1
-        order._created_ts = clock.now_ns
         code = self.portfolio.code_of.get(order.asset_id)
         problem = order.validation_error()
         if code is None:
             known = self.portfolio.asset_ids
             shown = ", ".join(map(repr, known[:10])) + (" ..." if len(known) > 10 else "")
             problem = f"unknown asset {order.asset_id!r}; known assets: {shown}"
-        elif not self.fractional and order.quantity != math.floor(order.quantity):
-            problem = f"fractional quantity {order.quantity:g} while fractional=False"
-        self._log(order, "submitted", None)
+        note = None
+        if problem is None:
+            assert code is not None
+            problem, note = self._check_new(order, code)
         if problem is not None:
+            order.order_id = self._next_id
+            self._next_id += 1
+            order._created_ts = clock.now_ns
+            self._log(order, "submitted", None)
             self._reject(order, problem)
             return order
-        order._code = code  # type: ignore[assignment]
-        self._pending.append(order)
-        self.has_pending = True
+        assert code is not None
+        self._accept(order, code, note)
         return order
 
+    def _check_new(self, order: Order, code: int) -> tuple[str | None, str | None]:
+        """Return ``(problem, note)`` for a new or replaced order of asset ``code``."""
+        lot = self._lot[code]
+        q = order.quantity
+        if lot > 0:
+            units = q / lot
+            if abs(units - round(units)) > 1e-9 * max(1.0, units):
+                if lot == 1.0 and not self.fractional:
+                    text = f"fractional quantity {q:g} while fractional=False (whole units only)"
+                else:
+                    text = (
+                        f"quantity {q:g} is not a multiple of {order.asset_id}'s lot size {lot:g}"
+                    )
+                return text, None
+        if q < self._min_qty[code] - 1e-12:
+            return (
+                f"quantity {q:g} is below {order.asset_id}'s minimum order size "
+                f"{self._min_qty[code]:g}",
+                None,
+            )
+        if order.time_in_force is TimeInForce.GTD:
+            try:
+                order._expire_ns = _to_ns(order.expire_at, self._clock.timezone)  # type: ignore[union-attr]
+            except (TypeError, ValueError) as exc:
+                return f"expire_at {order.expire_at!r} is not a date or time: {exc}", None
+        note = None
+        tick = self._tick[code]
+        if not math.isnan(tick):
+            buy = order.side.sign > 0
+            changed = []
+            for attr, direction in (
+                ("limit_price", -1 if buy else 1),
+                ("stop_price", 1 if buy else -1),
+            ):
+                value = getattr(order, attr)
+                if value is not None:
+                    rounded = round_price(value, tick, direction)
+                    if rounded != value:
+                        setattr(order, attr, rounded)
+                        changed.append(f"{attr} {value:g} -> {rounded:g}")
+            if changed:
+                note = f"rounded to tick {tick:g}: " + ", ".join(changed)
+        return None, note
+
+    def _accept(self, order: Order, code: int, note: str | None = None) -> None:
+        clock = self._clock
+        assert clock is not None
+        order.order_id = self._next_id
+        self._next_id += 1
+        order._created_ts = clock.now_ns
+        order._code = code
+        if order.order_type is OrderType.TRAILING_STOP and math.isnan(order._trail_ref):
+            order._trail_ref = self.portfolio.price_of(code)
+        self._log(order, "submitted", note)
+        self._pending.append(order)
+        self.has_pending = True
+
     def cancel_order(self, order_id: int) -> bool:
-        """Cancel a working order; return False if it is not working."""
+        """Cancel a working order (and its unfilled children); False if it is not working."""
         for order in self._pending:
-            if order.order_id == order_id and order.status is OrderStatus.PENDING:
-                order.status = OrderStatus.CANCELLED
-                order.reason = "cancelled by the strategy"
-                self._log(order, "cancelled", order.reason)
-                self._drop_done()
-                assert self._listener is not None
-                self._listener.order_cancelled(order, order.reason)
+            if order.order_id == order_id and order.status.is_open:
+                self._finish(order, "cancelled", "cancelled by the strategy")
                 return True
         return False
 
+    def replace_order(self, order_id: int, **changes: Any) -> Order:
+        """Change a working order in place (same id); it applies from the next bar.
+
+        ``changes`` may set ``quantity`` (the new total, above what has filled),
+        ``limit_price``, ``stop_price``, ``trail_amount``, ``trail_percent``,
+        ``time_in_force``, ``expire_at`` and ``tag``. Raises ValueError for an order that
+        is not working or an invalid change (the order is then left unchanged).
+        """
+        allowed = {
+            "quantity",
+            "limit_price",
+            "stop_price",
+            "trail_amount",
+            "trail_percent",
+            "time_in_force",
+            "expire_at",
+            "tag",
+        }
+        unknown = set(changes) - allowed
+        if unknown:
+            raise ValueError(
+                f"replace_order: cannot change {sorted(unknown)}; allowed {sorted(allowed)}"
+            )
+        order = next((o for o in self._pending if o.order_id == order_id), None)
+        if order is None or not order.status.is_open:
+            raise ValueError(f"replace_order: order {order_id} is not working")
+        before = {k: getattr(order, k) for k in allowed}
+        for key, value in changes.items():
+            if key == "time_in_force":
+                value = TimeInForce(value)
+            elif key in ("quantity", "limit_price", "stop_price", "trail_amount", "trail_percent"):
+                value = None if value is None else float(value)
+            setattr(order, key, value)
+        problem = order.validation_error()
+        if problem is None and order.quantity <= order.filled_quantity:
+            problem = (
+                f"quantity {order.quantity:g} is not above the filled {order.filled_quantity:g}"
+            )
+        if problem is None:
+            problem, _ = self._check_new(order, order._code)
+        if problem is not None:
+            for k, v in before.items():
+                setattr(order, k, v)
+            raise ValueError(f"replace_order: {problem}")
+        assert self._clock is not None
+        order._created_ts = self._clock.now_ns
+        self._log(order, "replaced", ", ".join(f"{k}={v!r}" for k, v in changes.items()))
+        return order
+
     def open_orders(self, asset_id: str | None = None) -> list[Order]:
         """Return the working orders, optionally only those of ``asset_id``."""
-        return [o for o in self._pending if asset_id is None or o.asset_id == asset_id]
+        return [
+            o
+            for o in self._pending
+            if o._managed is None or o._managed != "margin_call"
+            if asset_id is None or o.asset_id == asset_id
+        ]
 
-    # --- fill phases --------------------------------------------------------------------
+    # --- fill phases ----------------------------------------------------------------------
     def process_open(self, chunk: Chunk, i: int) -> None:
         """Match orders from earlier bars against timestamp ``i`` (before the strategy)."""
         ts = chunk.ts[i]
         close_only = self.fill_timing == "same_bar_close"
         todo = []
+        expired = []
+        trailing = []
         for order in self._pending:
-            if order._created_ts >= ts or (close_only and order.order_type is OrderType.MARKET):
+            if order._created_ts >= ts or not order._active:
+                continue
+            if order._expire_ns is not None and order._expire_ns < ts:
+                expired.append(order)
+                continue
+            kind = order.order_type
+            if kind is OrderType.MARKET_ON_CLOSE or (close_only and kind is OrderType.MARKET):
+                continue
+            if order._eligible_index > self._clock.now_index:  # type: ignore[union-attr]
                 continue
             row = row_of(chunk, i, order._code)
             if row >= 0:
                 todo.append((order, row))
+                if kind is OrderType.TRAILING_STOP:
+                    trailing.append((order, row))
+        for order in expired:
+            self._finish(
+                order, "expired", f"expired: GTD order past its expire_at {order.expire_at}"
+            )
         self._fill_batch(chunk, todo, at_close=False)
+        ref_close = self.trail_reference == "close"
+        px = chunk.px
+        for order, row in trailing:
+            if order.status.is_open:
+                if order.side.sign < 0:
+                    seen = px["close"][row] if ref_close else px["high"][row]
+                    order._trail_ref = max(order._trail_ref, seen)
+                else:
+                    seen = px["close"][row] if ref_close else px["low"][row]
+                    order._trail_ref = min(order._trail_ref, seen)
 
     def process_close(self, chunk: Chunk, i: int) -> None:
-        """Fill market orders at this timestamp's close (``same_bar_close`` only)."""
-        if self.fill_timing != "same_bar_close":
-            return
+        """Fill market orders at the close (``same_bar_close``); run the close checks."""
+        ts = chunk.ts[i]
         todo = []
-        for order in self._pending:
-            if order.order_type is OrderType.MARKET:
-                row = row_of(chunk, i, order._code)
-                if row >= 0:
-                    todo.append((order, row))
-        self._fill_batch(chunk, todo, at_close=True)
+        if self._pending:
+            same_close = self.fill_timing == "same_bar_close"
+            for order in self._pending:
+                kind = order.order_type
+                if not order._active:
+                    continue
+                if kind is OrderType.MARKET_ON_CLOSE:
+                    if order._created_ts < ts:
+                        row = row_of(chunk, i, order._code)
+                        if row >= 0:
+                            order._moc_bar = (chunk, row, ts, self._clock.now_index)  # type: ignore[union-attr]
+                elif same_close and kind is OrderType.MARKET:
+                    if order._eligible_index > self._clock.now_index:  # type: ignore[union-attr]
+                        continue
+                    row = row_of(chunk, i, order._code)
+                    if row >= 0:
+                        todo.append((order, row))
+            self._fill_batch(chunk, todo, at_close=True)
+        if self._watch:
+            self._events.check_close()
+            self.has_pending = True
+
+    def start_session(self, ts_ns: int, day: int) -> None:
+        """Apply borrow fees and corporate actions before the session's first bar."""
+        self._events.start_session(ts_ns, day)
 
     def end_session(self, last_ts_ns: int) -> None:
-        """Expire DAY orders when the session whose last bar is ``last_ts_ns`` ends.
+        """Fill market-on-close orders, then expire DAY orders, at a session's end.
 
-        An order placed on that last bar has not had a chance to fill yet (it fills from
-        the next bar on) and stays working through the next session.
+        A DAY order placed on the session's last bar has not had a chance to fill yet (it
+        fills from the next bar on) and stays working through the next session.
         """
+        moc = [o for o in self._pending if o._moc_bar is not None and o.status.is_open]
+        for order in moc:
+            chunk, row, ts, index = order._moc_bar
+            self._try_fill(chunk, order, row, chunk.px["close"][row], ts, index)
+            order._moc_bar = None
         expired = [
             o
             for o in self._pending
-            if o.time_in_force is TimeInForce.DAY and o._created_ts < last_ts_ns
+            if o.time_in_force is TimeInForce.DAY
+            and o._created_ts < last_ts_ns
+            and o.status.is_open
         ]
         for order in expired:
-            order.status = OrderStatus.EXPIRED
-            order.reason = "expired: DAY order not filled by the end of its session"
-            self._log(order, "expired", order.reason)
-            assert self._listener is not None
-            self._listener.order_cancelled(order, order.reason)
-        if expired:
-            self._drop_done()
-
-    # --- internals ----------------------------------------------------------------------
-    def _fill_batch(self, chunk: Chunk, todo: list[tuple[Order, int]], at_close: bool) -> None:
-        if not todo:
-            return
-        qty = self.portfolio.qty
-        # exits (orders that shrink the position) before entries; otherwise FIFO
-        todo.sort(key=lambda t: (qty[t[0]._code] * t[0].side.sign >= 0, t[0].order_id))
-        for order, row in todo:
-            if order.status is OrderStatus.PENDING:
-                self._try_fill(chunk, order, row, at_close)
+            self._finish(
+                order, "expired", "expired: DAY order not filled by the end of its session"
+            )
         self._drop_done()
 
-    def _base_price(self, chunk: Chunk, order: Order, row: int, at_close: bool) -> float | None:
-        px = chunk.px
-        if at_close:
-            return px["close"][row]  # type: ignore[no-any-return]
-        o = px["open"][row]
-        kind = order.order_type
-        if kind is OrderType.MARKET:
-            return o  # type: ignore[no-any-return]
-        buy = order.side.sign > 0
-        if kind is OrderType.LIMIT:
-            lim = order.limit_price
-            assert lim is not None
-            if buy:
-                return o if o <= lim else (lim if px["low"][row] <= lim else None)
-            return o if o >= lim else (lim if px["high"][row] >= lim else None)
-        stop = order.stop_price
-        assert stop is not None
-        if buy:
-            return o if o >= stop else (stop if px["high"][row] >= stop else None)
-        return o if o <= stop else (stop if px["low"][row] <= stop else None)
-
-    def _try_fill(self, chunk: Chunk, order: Order, row: int, at_close: bool) -> None:
-        base = self._base_price(chunk, order, row, at_close)
-        if base is None:
-            return
-        pf = self.portfolio
-        code = order._code
-        side = order.side.sign
-        quantity = order.remaining_quantity
-        impact = 0.0
-        if order.order_type is OrderType.LIMIT:
-            price = slipped = base
-        else:
-            price = self.slippage_model.fill_price(base, side, quantity, chunk.px["volume"][row])
-            if not (price > 0 and math.isfinite(price)):
-                self._reject(order, f"slippage model returned an invalid price {price!r}")
-                return
-            slipped = price
-            if self._impact_on:
-                got = self._impact(chunk, row, price, side, quantity)
-                if not (isinstance(got, float) and math.isfinite(got) and got >= 0):
-                    self._reject(
-                        order,
-                        f"impact model {self.impact_model!r} returned {got!r}; an impact must "
-                        "be a finite number >= 0 (missing inputs such as volatility or ADV?)",
-                    )
-                    return
-                impact = got
-                price = slipped + side * impact
-                if not price > 0:
-                    self._reject(
-                        order,
-                        f"market impact {impact:g} per unit exceeds the price {slipped:g}",
-                    )
-                    return
-        held = pf.qty[code]
-        if side < 0 and not self.allow_short and quantity > held + _EPS * max(1.0, held):
-            if held <= 0:
-                self._reject(order, f"nothing to sell: no position in {order.asset_id}")
-            else:
-                self._reject(
-                    order,
-                    f"insufficient position: hold {held:g} {order.asset_id}, order sells "
-                    f"{quantity:g} (short selling is disabled)",
-                )
-            return
-        commission = self.commission_model.calculate(quantity, price)
-        reason = None
-        if side > 0:
-            cost = quantity * price + commission
-            if cost > pf.cash + _EPS * max(1.0, abs(pf.cash)):
-                if self.cash_policy == "resize":
-                    # sized at the price impact implies for the full order: conservative
-                    quantity = self._affordable(price, pf.cash)
-                    commission = self.commission_model.calculate(quantity, price)
-                    reason = f"resized from {order.quantity:g}: insufficient cash"
-                if quantity <= 0 or self.cash_policy == "reject":
-                    self._reject(
-                        order,
-                        f"insufficient cash: need {cost:,.2f} to buy {order.remaining_quantity:g} "
-                        f"{order.asset_id} at {price:,.4f}, have {pf.cash:,.2f}",
-                    )
-                    return
-        impact_cost = quantity * impact
-        slip_cost = quantity * abs(slipped - base)
-        clock = self._clock
-        assert clock is not None
-        ts = clock.now_ns
-        pf.apply_fill(
-            code,
-            side * quantity,
-            price,
-            commission,
-            slip_cost,
-            ts,
-            clock.now_index,
-            order,
-            impact_cost,
-        )
-        order.filled_quantity += quantity
-        order.avg_fill_price = price
-        order.commission += commission
-        order.slippage += slip_cost
-        order.status = OrderStatus.FILLED
-        order.reason = reason
-        self._log(order, "filled", reason)
-        fill = FillEvent(
-            order.order_id,
-            order.asset_id,
-            clock.to_datetime(ts),
-            order.side.value,
-            quantity,
-            price,
-            commission,
-            slip_cost,
-            base,
-            order.tag,
-            impact_cost,
-        )
-        assert self._listener is not None
-        self._listener.order_filled(order, fill)
-
-    def _impact(self, chunk: Chunk, row: int, price: float, side: int, quantity: float) -> Any:
-        bar = {c: chunk.px[c][row] for c in PRICE_COLUMNS}
-        bar.update({c: chunk.sig[c][row] for c in chunk.sig.keys()})  # noqa: SIM118
-        bar.update({c: chunk.ind[c][row] for c in chunk.ind.keys()})  # noqa: SIM118
-        value = self.impact_model.price_impact(price, side, quantity, bar)
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            return value
-
-    def _affordable(self, price: float, cash: float) -> float:
-        if cash <= 0:
-            return 0.0
-        q = cash / price
-        for _ in range(50):
-            cost = q * price + self.commission_model.calculate(q, price)
-            if cost <= cash * (1 + 1e-12):
-                break
-            q *= cash / cost * (1 - 1e-12)
-        if not self.fractional:
-            q = math.floor(q)
-            while q > 0 and q * price + self.commission_model.calculate(q, price) > cash:
-                q -= 1
-        return max(q, 0.0)
-
+    # --- bookkeeping ----------------------------------------------------------------------
     def _reject(self, order: Order, reason: str) -> None:
         order.status = OrderStatus.REJECTED
         order.reason = reason
         self._log(order, "rejected", reason)
+        self._unlink(order)
         self._drop_done()
         assert self._listener is not None
         self._listener.order_rejected(order, reason)
 
+    def _finish(self, order: Order, event: str, reason: str, notify: bool = True) -> None:
+        """Cancel or expire a working order and tell the strategy."""
+        order.status = OrderStatus.EXPIRED if event == "expired" else OrderStatus.CANCELLED
+        order.reason = reason
+        self._log(order, event, reason)
+        self._unlink(order)
+        self._drop_done()
+        if notify and order._managed is None:
+            assert self._listener is not None
+            self._listener.order_cancelled(order, reason)
+
     def _drop_done(self) -> None:
-        self._pending = [o for o in self._pending if o.status is OrderStatus.PENDING]
-        self.has_pending = bool(self._pending)
+        self._pending = [o for o in self._pending if o.status.is_open]
+        self.has_pending = bool(self._pending) or self._watch
+
+    def _note_event(self, text: str) -> None:
+        """Record a broker event (margin call, halt) in the orders log."""
+        clock = self._clock
+        self.order_log.append(
+            (
+                clock.now_ns if clock else 0,
+                -1,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                "account",
+                text,
+                None,
+            )
+        )
 
     def _log(self, order: Order, event: str, reason: str | None) -> None:
         clock = self._clock
@@ -459,6 +651,58 @@ class SimulationBroker:
     def __repr__(self) -> str:
         s = self.settings()
         return "SimulationBroker(" + ", ".join(f"{k}={v}" for k, v in s.items()) + ")"
+
+
+def _takes(func: Any, name: str) -> bool:
+    """Return True if ``func`` accepts a keyword argument ``name``."""
+    import inspect
+
+    try:
+        return name in inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _choice(name: str, value: Any, options: tuple[str, ...]) -> None:
+    if value not in options:
+        raise ConfigError(f"{name} must be one of {options}, got {value!r}")
+
+
+def _non_negative(name: str, value: Any) -> float:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number, got {value!r}") from None
+    if not (math.isfinite(x) and x >= 0):
+        raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
+    return x
+
+
+def _fraction(name: str, value: Any) -> float:
+    x = _non_negative(name, value)
+    if not 0 < x <= 1:
+        raise ConfigError(f"{name}: must be in (0, 1], got {value!r}")
+    return x
+
+
+def _to_ns(value: Any, timezone: str | None) -> int:
+    """Return an ``expire_at`` as int ns UTC; a date (no time) means the end of that day."""
+    import datetime as _dt
+
+    import pandas as pd
+
+    end_of_day = isinstance(value, _dt.date) and not isinstance(value, _dt.datetime)
+    if isinstance(value, str) and len(value.strip()) <= 10:
+        end_of_day = True
+    stamp = pd.Timestamp(value)
+    if end_of_day:
+        stamp = stamp.normalize() + pd.Timedelta(days=1) - pd.Timedelta(1, "ns")
+    if stamp.tzinfo is None:
+        if timezone is not None:
+            stamp = stamp.tz_localize(timezone)
+        else:
+            return int(stamp.value)
+    return int(stamp.tz_convert("UTC").value)
 
 
 def _check_model(obj: Any, kind: str) -> None:

@@ -146,6 +146,7 @@ class BacktestEngine:
         self._where: tuple[int, int] | None = None
         self._session_ts: int | None = None
         self._session_hook = False
+        self._start_session: Any = None
 
     @classmethod
     def from_config(
@@ -298,6 +299,10 @@ class BacktestEngine:
             extra.update(f.context_frames())
         self.context.bind(clock, clock.timezone, extra)
         broker.setup(clock.asset_ids, self, clock)
+        check_columns = getattr(broker, "check_columns", None)
+        if check_columns is not None:
+            check_columns((*clock.signal_names, *clock.indicator_names))
+        self._start_session = getattr(broker, "start_session", None)
         self.history = History(clock, self.history_bars)
         pf = broker.portfolio
         pf.price_of = self.price_of
@@ -306,7 +311,7 @@ class BacktestEngine:
         self._chunk = None
         self._where = None
         self._session_ts = None
-        marker = Marker(pf.initial_cash)
+        marker = Marker(pf.initial_cash, pf.mult, pf.is_future)
         ts_parts: list[np.ndarray] = []
         state = _SessionState()
         block: Block | None = None
@@ -422,6 +427,9 @@ class BacktestEngine:
         if state.day is not None:
             self._end_session(state.last_ts)
         state.day = day
+        if self._start_session is not None:
+            self.clock.override_ns = ts - 1  # account events happen before the first bar
+            self._start_session(ts, day)
         strategy = self.strategy
         if type(strategy).before_trading_start is not Strategy.before_trading_start:
             self.clock.override_ns = ts - 1  # nothing of the new session is visible yet

@@ -16,20 +16,35 @@ from .data import Block
 
 __all__ = ["Marker"]
 
-# fill ledger tuple layout (see Portfolio.apply_fill)
-F_TS_INDEX, F_CODE, F_CASH_AFTER, F_QTY_AFTER = 1, 10, 11, 12
+# fill ledger tuple layout (see Portfolio)
+F_TS_INDEX, F_CODE, F_CASH_AFTER, F_QTY_AFTER, F_AVG_AFTER, F_ACCRUED_AFTER = 1, 10, 11, 12, 15, 16
 
 
 class Marker:
     """Accumulate per-timestamp books block by block."""
 
-    def __init__(self, initial_cash: float) -> None:
+    def __init__(
+        self,
+        initial_cash: float,
+        mult: Any = None,
+        is_future: Any = None,
+    ) -> None:
         self.cash = float(initial_cash)
+        self.accrued = 0.0
+        self.mult = mult
+        self.is_future = is_future
+        self.avg: dict[int, float] = {}
         self.qty: dict[int, float] = {}
         self.price: dict[int, float] = {}
         self.fill_pos = 0
         self.k0 = 0
-        self.out: dict[str, list[np.ndarray]] = {"cash": [], "net": [], "gross": [], "npos": []}
+        self.out: dict[str, list[np.ndarray]] = {
+            "cash": [],
+            "accrued": [],
+            "net": [],
+            "gross": [],
+            "npos": [],
+        }
 
     def mark_block(self, block: Block, fills: list[tuple[Any, ...]], n_done: int) -> None:
         """Append the books of the first ``n_done`` timestamps of ``block``."""
@@ -50,11 +65,17 @@ class Marker:
                 (f[F_CASH_AFTER] for f in block_fills), np.float64, len(block_fills)
             )
             f_qty = np.fromiter((f[F_QTY_AFTER] for f in block_fills), np.float64, len(block_fills))
+            f_avg = np.fromiter((f[F_AVG_AFTER] for f in block_fills), np.float64, len(block_fills))
+            f_acc = np.fromiter(
+                (f[F_ACCRUED_AFTER] for f in block_fills), np.float64, len(block_fills)
+            )
             cash = _step(f_t, f_cash, self.cash, steps)
+            accrued = _step(f_t, f_acc, self.accrued, steps)
         else:
             f_t = f_code = np.empty(0, np.int64)
-            f_cash = f_qty = np.empty(0)
+            f_cash = f_qty = f_avg = np.empty(0)
             cash = np.full(T, self.cash)
+            accrued = np.full(T, self.accrued)
         net = np.zeros(T)
         gross = np.zeros(T)
         npos = np.zeros(T, dtype=np.int64)
@@ -70,9 +91,15 @@ class Marker:
                 keep = row_t < T
                 price[row_t[keep]] = close[rows[keep]]
             price = _ffill(price, self.price.get(code, np.nan))
-            value = np.where(qty != 0, qty * price, 0.0)
-            net += value
-            gross += np.abs(value)
+            m = 1.0 if self.mult is None else float(self.mult[code])
+            notional = np.where(qty != 0, qty * m * price, 0.0)
+            if self.is_future is not None and self.is_future[code]:
+                avg = _step(f_t[mask], f_avg[mask], self.avg.get(code, 0.0), steps)
+                net += np.where(qty != 0, notional - qty * m * avg, 0.0)
+                self.avg[code] = float(avg[-1])
+            else:
+                net += notional
+            gross += np.abs(notional)
             npos += qty != 0
             if qty[-1] != 0:
                 self.qty[code] = float(qty[-1])
@@ -81,8 +108,15 @@ class Marker:
             if not np.isnan(price[-1]):
                 self.price[code] = float(price[-1])
         self.cash = float(cash[-1])
+        self.accrued = float(accrued[-1])
         self.k0 += T
-        for key, arr in (("cash", cash), ("net", net), ("gross", gross), ("npos", npos)):
+        for key, arr in (
+            ("cash", cash),
+            ("accrued", accrued),
+            ("net", net),
+            ("gross", gross),
+            ("npos", npos),
+        ):
             self.out[key].append(arr)
 
     def arrays(self) -> dict[str, np.ndarray]:

@@ -11,7 +11,7 @@ import math
 from enum import StrEnum
 from typing import Any
 
-__all__ = ["Order", "OrderSide", "OrderStatus", "OrderType", "TimeInForce"]
+__all__ = ["Order", "OrderSide", "OrderStatus", "OrderType", "TimeInForce", "trail_level"]
 
 
 class OrderSide(StrEnum):
@@ -31,12 +31,21 @@ class OrderType(StrEnum):
 
     ``MARKET`` fills at the fill-timing price (next bar's open by default) plus slippage.
     ``LIMIT`` fills at the limit or better; ``STOP`` becomes a market order once the bar's
-    range reaches the stop price (a gap through the stop fills at the open).
+    range reaches the stop price (a gap through the stop fills at the open);
+    ``STOP_LIMIT`` becomes a limit order at ``limit_price`` once ``stop_price`` is reached;
+    ``TRAILING_STOP`` is a stop whose level trails the best price since submission by
+    ``trail_amount`` (currency) or ``trail_percent`` (fraction). ``MARKET_ON_OPEN`` fills
+    at the open of the next bar whatever the broker's fill timing, ``MARKET_ON_CLOSE`` at
+    the close of the last bar of the session in which it becomes eligible.
     """
 
     MARKET = "market"
     LIMIT = "limit"
     STOP = "stop"
+    STOP_LIMIT = "stop_limit"
+    TRAILING_STOP = "trailing_stop"
+    MARKET_ON_OPEN = "market_on_open"
+    MARKET_ON_CLOSE = "market_on_close"
 
 
 class TimeInForce(StrEnum):
@@ -44,17 +53,23 @@ class TimeInForce(StrEnum):
 
     ``GTC`` works until filled or cancelled. ``DAY`` works until the end of the first
     session in which it can fill (for an order placed on the last bar of a day with
-    next-bar fills, that is the next session).
+    next-bar fills, that is the next session). ``IOC`` (immediate or cancel) fills what it
+    can on the first bar it is matched against and cancels the rest; ``FOK`` (fill or kill)
+    fills completely on that bar or is cancelled. ``GTD`` works until ``expire_at``.
     """
 
     GTC = "gtc"
     DAY = "day"
+    IOC = "ioc"
+    FOK = "fok"
+    GTD = "gtd"
 
 
 class OrderStatus(StrEnum):
     """Lifecycle state of an order."""
 
     PENDING = "pending"
+    PARTIALLY_FILLED = "partially_filled"
     FILLED = "filled"
     CANCELLED = "cancelled"
     EXPIRED = "expired"
@@ -63,7 +78,7 @@ class OrderStatus(StrEnum):
     @property
     def is_open(self) -> bool:
         """Return True while the order can still fill."""
-        return self is OrderStatus.PENDING
+        return self is OrderStatus.PENDING or self is OrderStatus.PARTIALLY_FILLED
 
 
 class Order:
@@ -79,33 +94,52 @@ class Order:
         Positive number of units.
     order_type : OrderType, default MARKET
     limit_price : float, optional
-        Required for ``LIMIT`` orders.
+        Required for ``LIMIT`` and ``STOP_LIMIT`` orders.
     stop_price : float, optional
-        Required for ``STOP`` orders.
+        Required for ``STOP`` and ``STOP_LIMIT`` orders.
     time_in_force : TimeInForce, default GTC
     tag : str, optional
         Free text carried into the fills frame (e.g. ``"signal"``); it becomes the trade's
         ``exit_reason`` when the order closes a position.
+    trail_amount, trail_percent : float, optional
+        For ``TRAILING_STOP``: the distance of the stop from the best price since
+        submission, in currency or as a fraction (give exactly one).
+    expire_at : datetime, date or str, optional
+        For ``GTD``: the order works through this time (a date means the end of that day,
+        in the data's timezone).
 
     Notes
     -----
     The broker sets ``order_id``, ``status``, ``filled_quantity``, ``avg_fill_price``,
-    ``created_at`` and ``reason``. Strategies should treat them as read-only.
+    ``created_at``, ``reason``, ``parent``, ``children`` and ``oco``. Strategies should
+    treat them as read-only and change a working order with ``replace_order``.
     """
 
     __slots__ = (
+        "_active",
         "_code",
         "_context_snapshot",
         "_created_row",
         "_created_ts",
+        "_eligible_index",
+        "_expire_ns",
+        "_managed",
+        "_moc_bar",
         "_signals_snapshot",
+        "_track",
+        "_trail_ref",
+        "_triggered",
         "asset_id",
         "avg_fill_price",
+        "children",
         "commission",
+        "expire_at",
         "filled_quantity",
         "limit_price",
+        "oco",
         "order_id",
         "order_type",
+        "parent",
         "quantity",
         "reason",
         "side",
@@ -114,6 +148,8 @@ class Order:
         "stop_price",
         "tag",
         "time_in_force",
+        "trail_amount",
+        "trail_percent",
     )
 
     def __init__(
@@ -126,6 +162,10 @@ class Order:
         stop_price: float | None = None,
         time_in_force: TimeInForce | str = TimeInForce.GTC,
         tag: str | None = None,
+        *,
+        trail_amount: float | None = None,
+        trail_percent: float | None = None,
+        expire_at: Any = None,
     ) -> None:
         self.asset_id = asset_id
         self.side = OrderSide(side)
@@ -135,6 +175,9 @@ class Order:
         self.stop_price = None if stop_price is None else float(stop_price)
         self.time_in_force = TimeInForce(time_in_force)
         self.tag = tag
+        self.trail_amount = None if trail_amount is None else float(trail_amount)
+        self.trail_percent = None if trail_percent is None else float(trail_percent)
+        self.expire_at = expire_at
         self.order_id = -1
         self.status = OrderStatus.PENDING
         self.filled_quantity = 0.0
@@ -142,11 +185,22 @@ class Order:
         self.commission = 0.0
         self.slippage = 0.0
         self.reason: str | None = None
+        self.parent: Order | None = None
+        self.children: list[Order] = []
+        self.oco: list[Order] | None = None
         self._code = -1
         self._created_ts = 0
         self._created_row: Any = None
         self._signals_snapshot: dict[str, float] | None = None
         self._context_snapshot: dict[str, float] | None = None
+        self._active = True
+        self._triggered = False
+        self._trail_ref = math.nan
+        self._eligible_index = -1
+        self._expire_ns: int | None = None
+        self._managed: str | None = None
+        self._moc_bar: Any = None
+        self._track = False
 
     def validation_error(self) -> str | None:
         """Return why the order is malformed, or ``None`` if it is well formed."""
@@ -154,10 +208,24 @@ class Order:
             return "quantity is 0 (the requested size rounds to less than one unit)"
         if not math.isfinite(self.quantity) or self.quantity < 0:
             return f"quantity must be a positive finite number, got {self.quantity!r}"
-        if self.order_type is OrderType.LIMIT and not _positive(self.limit_price):
-            return f"limit order needs a positive limit_price, got {self.limit_price!r}"
-        if self.order_type is OrderType.STOP and not _positive(self.stop_price):
-            return f"stop order needs a positive stop_price, got {self.stop_price!r}"
+        kind = self.order_type
+        if kind in (OrderType.LIMIT, OrderType.STOP_LIMIT) and not _positive(self.limit_price):
+            return f"{kind.value} order needs a positive limit_price, got {self.limit_price!r}"
+        if kind in (OrderType.STOP, OrderType.STOP_LIMIT) and not _positive(self.stop_price):
+            return f"{kind.value} order needs a positive stop_price, got {self.stop_price!r}"
+        if kind is OrderType.TRAILING_STOP:
+            given = [x for x in (self.trail_amount, self.trail_percent) if x is not None]
+            if len(given) != 1:
+                return "trailing_stop order needs exactly one of trail_amount and trail_percent"
+            if self.trail_amount is not None and not _positive(self.trail_amount):
+                return f"trail_amount must be a positive number, got {self.trail_amount!r}"
+            pct = self.trail_percent
+            if pct is not None and not (math.isfinite(pct) and 0 < pct < 1):
+                return f"trail_percent must be a fraction in (0, 1), got {pct!r}"
+        elif self.trail_amount is not None or self.trail_percent is not None:
+            return f"trail_amount/trail_percent are only for trailing_stop orders, not {kind.value}"
+        if (self.time_in_force is TimeInForce.GTD) != (self.expire_at is not None):
+            return "a GTD order needs expire_at, and expire_at needs time_in_force='gtd'"
         return None
 
     @property
@@ -170,16 +238,44 @@ class Order:
         """Return the quantity not yet filled."""
         return self.quantity - self.filled_quantity
 
+    @property
+    def is_open(self) -> bool:
+        """Return True while the order can still fill."""
+        return self.status.is_open
+
+    @property
+    def trail_level(self) -> float | None:
+        """Return a trailing stop's current level (``None`` before it is referenced)."""
+        if self.order_type is not OrderType.TRAILING_STOP or math.isnan(self._trail_ref):
+            return None
+        return trail_level(self, self._trail_ref)
+
     def __repr__(self) -> str:
         price = ""
         if self.limit_price is not None:
             price += f" limit={self.limit_price:g}"
         if self.stop_price is not None:
             price += f" stop={self.stop_price:g}"
+        if self.trail_amount is not None:
+            price += f" trail={self.trail_amount:g}"
+        if self.trail_percent is not None:
+            price += f" trail={self.trail_percent:.2%}"
         return (
             f"Order(id={self.order_id}, {self.side.value} {self.quantity:g} {self.asset_id} "
             f"{self.order_type.value}{price} {self.time_in_force.value}, {self.status.value})"
         )
+
+
+def trail_level(order: Order, ref: float) -> float:
+    """Return the stop level of a trailing order whose reference price is ``ref``.
+
+    A sell (protecting a long) trails below the highest reference, a buy above the lowest.
+    """
+    sign = order.side.sign
+    if order.trail_amount is not None:
+        return ref + sign * order.trail_amount
+    assert order.trail_percent is not None
+    return ref * (1.0 + sign * order.trail_percent)
 
 
 def _positive(x: float | None) -> bool:

@@ -33,7 +33,11 @@ class BacktestResult:
     orders_df : polars.DataFrame
         Every order event: submitted, filled, rejected, cancelled, expired, with reasons.
     portfolio_df : polars.DataFrame
-        One row per timestamp: equity, cash, positions value, leverage, returns.
+        One row per timestamp: equity, cash, accrued dividends, positions value,
+        leverage, returns.
+    account_events_df : polars.DataFrame
+        Account events that are not fills: splits (with the cash paid for a fractional
+        remainder), dividends earned at the ex-date and paid at the pay date, borrow fees.
     metrics : dict
         Performance metrics (see :mod:`ml4t.backtest.core.metrics`).
     metadata : dict
@@ -54,7 +58,11 @@ class BacktestResult:
         metadata: dict[str, Any],
         elapsed_time: float,
         complete: bool,
+        account_events_df: pl.DataFrame | None = None,
     ) -> None:
+        self.account_events_df = (
+            account_events_df if account_events_df is not None else _account_frame([], None)
+        )
         self.trades_df = trades_df
         self.fills_df = fills_df
         self.orders_df = orders_df
@@ -121,7 +129,7 @@ class BacktestResult:
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         meta = json.dumps(self.metadata, default=str)
-        for name in ("trades", "fills", "orders", "portfolio"):
+        for name in ("trades", "fills", "orders", "portfolio", "account_events"):
             frame: pl.DataFrame = getattr(self, f"{name}_df")
             frame.write_parquet(out / f"{name}.parquet", metadata={"ml4t.backtest": meta})
         (out / "metrics.json").write_text(json.dumps(_jsonable(self.metrics), indent=2))
@@ -165,9 +173,10 @@ def build_result(
     pf = broker.portfolio
     tz = clock.timezone
     cash, net, gross, npos = books["cash"], books["net"], books["gross"], books["npos"]
+    accrued = books["accrued"]
     n = cash.shape[0]
     ts = np.concatenate(ts_parts)[:n] if ts_parts else np.empty(0, dtype=np.int64)
-    equity = cash + net
+    equity = cash + accrued + net
     initial = pf.initial_cash
     prev = np.concatenate(([initial], equity[:-1])) if n else np.empty(0)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -176,6 +185,7 @@ def build_result(
                 "timestamp": _dt(ts, tz),
                 "equity": equity,
                 "cash": cash,
+                "accrued_dividends": accrued,
                 "positions_value": net,
                 "num_positions": npos,
                 "gross_leverage": gross / equity,
@@ -184,7 +194,7 @@ def build_result(
                 "cumulative_return": equity / initial - 1.0,
             }
         )
-    fills = pf.fills
+    fills = [f for f in pf.fills if f[14] == "fill"]
     fills_df = pl.DataFrame(
         {
             "timestamp": _dt([f[0] for f in fills], tz),
@@ -198,8 +208,10 @@ def build_result(
             "impact": pl.Series([f[13] for f in fills], dtype=pl.Float64),
             "tag": pl.Series([f[8] for f in fills], dtype=pl.String),
             "realized_pnl": pl.Series([f[9] for f in fills], dtype=pl.Float64),
+            "reason": pl.Series([f[17] for f in fills], dtype=pl.String),
         }
     ).with_columns((pl.col("quantity") * pl.col("price")).alias("value"))
+    account_df = _account_frame([f for f in pf.fills if f[14] != "fill"], tz)
     log = broker.order_log
     orders_df = pl.DataFrame(
         {
@@ -232,6 +244,11 @@ def build_result(
     metrics["total_commission"] = pf.total_commission
     metrics["total_slippage"] = pf.total_slippage
     metrics["total_impact"] = pf.total_impact
+    for key, value in getattr(pf, "income", {}).items():
+        metrics[key] = value
+    extra = getattr(broker, "run_metrics", None)
+    if extra is not None:
+        metrics.update(extra())
     metrics["num_fills"] = fills_df.height
     metrics["num_rejected_orders"] = int((orders_df["event"] == "rejected").sum())
     metadata = {
@@ -250,7 +267,32 @@ def build_result(
         "versions": _versions(),
     }
     return BacktestResult(
-        trades_df, fills_df, orders_df, portfolio_df, metrics, metadata, elapsed, complete
+        trades_df,
+        fills_df,
+        orders_df,
+        portfolio_df,
+        metrics,
+        metadata,
+        elapsed,
+        complete,
+        account_df,
+    )
+
+
+def _account_frame(events: list[tuple[Any, ...]], tz: str | None) -> pl.DataFrame:
+    """Return the account events (ledger entries that are not fills) as a frame."""
+    return pl.DataFrame(
+        {
+            "timestamp": _dt([e[0] for e in events], tz),
+            "asset_id": pl.Series([e[3] for e in events], dtype=pl.String),
+            "event": pl.Series([e[14] for e in events], dtype=pl.String),
+            "quantity_change": pl.Series([e[4] for e in events], dtype=pl.Float64),
+            "price": pl.Series([e[5] for e in events], dtype=pl.Float64),
+            "amount": pl.Series([e[18] for e in events], dtype=pl.Float64),
+            "cash_after": pl.Series([e[11] for e in events], dtype=pl.Float64),
+            "position_after": pl.Series([e[12] for e in events], dtype=pl.Float64),
+            "note": pl.Series([e[17] for e in events], dtype=pl.String),
+        }
     )
 
 
@@ -308,6 +350,8 @@ _EMPTY_TRADE: dict[str, Any] = {
     "mae": pl.Float64,
     "mfe_pct": pl.Float64,
     "mae_pct": pl.Float64,
+    "dividends": pl.Float64,
+    "borrow_fees": pl.Float64,
     "exit_reason": pl.String,
     "is_open": pl.Boolean,
     "_entry_signals": None,

@@ -140,13 +140,16 @@ class Strategy:
     # --- orders --------------------------------------------------------------------------
     def submit_order(self, order: Order) -> Order:
         """Submit an order; rejections are reported to :meth:`on_order_rejected`."""
+        self._snapshot(order)
+        submitted: Order = self._broker.submit_order(order)
+        return submitted
+
+    def _snapshot(self, order: Order) -> None:
         engine = self._engine
         code = self._pf.code_of.get(order.asset_id)
         if code is not None:
             order._signals_snapshot = engine.signals_now(code)
         order._context_snapshot = engine.context_now()
-        submitted: Order = self._broker.submit_order(order)
-        return submitted
 
     def buy(
         self,
@@ -156,10 +159,27 @@ class Strategy:
         stop_price: float | None = None,
         time_in_force: TimeInForce | str = TimeInForce.GTC,
         tag: str | None = None,
+        **kwargs: Any,
     ) -> Order:
-        """Buy ``quantity`` units (market, or limit/stop when a price is given)."""
+        """Buy ``quantity`` units.
+
+        The order type follows from the prices given: none -> market, ``limit_price`` ->
+        limit, ``stop_price`` -> stop, both -> stop-limit, ``trail_amount`` or
+        ``trail_percent`` -> trailing stop; ``order_type="market_on_open"`` /
+        ``"market_on_close"`` pick those. ``expire_at`` (with ``time_in_force="gtd"``)
+        sets a good-till-date expiry.
+        """
         return self.submit_order(
-            _make(asset_id, OrderSide.BUY, quantity, limit_price, stop_price, time_in_force, tag)
+            _make(
+                asset_id,
+                OrderSide.BUY,
+                quantity,
+                limit_price,
+                stop_price,
+                time_in_force,
+                tag,
+                kwargs,
+            )
         )
 
     def sell(
@@ -170,11 +190,117 @@ class Strategy:
         stop_price: float | None = None,
         time_in_force: TimeInForce | str = TimeInForce.GTC,
         tag: str | None = None,
+        **kwargs: Any,
     ) -> Order:
-        """Sell ``quantity`` units (market, or limit/stop when a price is given)."""
+        """Sell ``quantity`` units; the order type follows from the prices as in :meth:`buy`."""
         return self.submit_order(
-            _make(asset_id, OrderSide.SELL, quantity, limit_price, stop_price, time_in_force, tag)
+            _make(
+                asset_id,
+                OrderSide.SELL,
+                quantity,
+                limit_price,
+                stop_price,
+                time_in_force,
+                tag,
+                kwargs,
+            )
         )
+
+    def buy_bracket(
+        self,
+        asset_id: str,
+        quantity: float,
+        stop_loss: float | None = None,
+        take_profit: float | None = None,
+        limit_price: float | None = None,
+        tag: str | None = None,
+        **kwargs: Any,
+    ) -> tuple[Order, Order | None, Order | None]:
+        """Buy with a protective stop-loss and/or take-profit (prices) as one bracket.
+
+        The entry is a market order, or a limit order with ``limit_price``. The children
+        (sell stop at ``stop_loss``, sell limit at ``take_profit``) work from the bar after
+        the entry has filled, one cancelling the other; they carry the tags
+        ``stop_loss`` / ``take_profit``, which become the trade's ``exit_reason``.
+        Returns ``(entry, stop, take_profit)``.
+        """
+        entry = _make(
+            asset_id,
+            OrderSide.BUY,
+            quantity,
+            limit_price,
+            None,
+            kwargs.pop("time_in_force", TimeInForce.GTC),
+            tag,
+            kwargs,
+        )
+        return self._bracket(entry, stop_loss, take_profit)
+
+    def sell_bracket(
+        self,
+        asset_id: str,
+        quantity: float,
+        stop_loss: float | None = None,
+        take_profit: float | None = None,
+        limit_price: float | None = None,
+        tag: str | None = None,
+        **kwargs: Any,
+    ) -> tuple[Order, Order | None, Order | None]:
+        """Sell (short) with a buy stop-loss above and/or a buy take-profit below."""
+        entry = _make(
+            asset_id,
+            OrderSide.SELL,
+            quantity,
+            limit_price,
+            None,
+            kwargs.pop("time_in_force", TimeInForce.GTC),
+            tag,
+            kwargs,
+        )
+        return self._bracket(entry, stop_loss, take_profit)
+
+    def _bracket(
+        self, entry: Order, stop_loss: float | None, take_profit: float | None
+    ) -> tuple[Order, Order | None, Order | None]:
+        self._snapshot(entry)
+        result: tuple[Order, Order | None, Order | None] = self._broker.submit_bracket(
+            entry, stop_loss, take_profit
+        )
+        return result
+
+    def submit_oco(self, *orders: Order) -> list[Order]:
+        """Submit orders as one-cancels-other: the first fill cancels the others."""
+        for order in orders:
+            self._snapshot(order)
+        group: list[Order] = self._broker.submit_oco(*orders)
+        return group
+
+    def submit_oto(self, parent: Order, child: Order) -> tuple[Order, Order]:
+        """Submit ``parent``; ``child`` starts working once ``parent`` has filled."""
+        self._snapshot(parent)
+        self._snapshot(child)
+        pair: tuple[Order, Order] = self._broker.submit_oto(parent, child)
+        return pair
+
+    def replace_order(self, order: Order | int, **changes: Any) -> Order:
+        """Change a working order in place (quantity, prices, time in force, tag).
+
+        The change applies from the next bar; raises ValueError if the order is not
+        working or the change is invalid.
+        """
+        order_id = order.order_id if isinstance(order, Order) else int(order)
+        replaced: Order = self._broker.replace_order(order_id, **changes)
+        return replaced
+
+    def set_exits(self, asset_id: str, rules: Any = None, **kwargs: Any) -> None:
+        """Set position exits for one asset (``stop_loss=0.05, take_profit=0.1, ...``).
+
+        Keywords are those of :class:`~ml4t.backtest.ExitRules`; ``set_exits(asset, None)``
+        switches exits off for the asset. They apply to the open position at once.
+        """
+        if rules is None and kwargs:
+            rules = kwargs
+        self._broker.set_exits(asset_id, rules)
 
     def buy_percent(self, asset_id: str, percent: float, **kwargs: Any) -> Order:
         """Buy with ``percent`` (a fraction, 0.95 = 95 %) of the available cash.
@@ -183,7 +309,7 @@ class Strategy:
         fill, the broker's ``cash_policy`` decides between rejecting and resizing.
         """
         _check_fraction("percent", percent)
-        qty = self._round(percent * self._pf.cash / self._price(asset_id))
+        qty = self._round(percent * self._pf.cash / self._unit_value(asset_id), asset_id)
         return self.buy(asset_id, qty, **kwargs)
 
     def sell_percent(self, asset_id: str, percent: float, **kwargs: Any) -> Order | None:
@@ -192,7 +318,7 @@ class Strategy:
         held = self.get_position(asset_id)
         if held <= 0:
             return None
-        return self.sell(asset_id, self._round(percent * held), **kwargs)
+        return self.sell(asset_id, self._round(percent * held, asset_id), **kwargs)
 
     def close_position(self, asset_id: str, tag: str | None = None) -> Order | None:
         """Close the whole position with a market order; return None when flat."""
@@ -208,7 +334,7 @@ class Strategy:
         """Close ``fraction`` (0..1] of the position with a market order."""
         _check_fraction("fraction", fraction)
         held = self.get_position(asset_id)
-        qty = self._round(abs(held) * fraction)
+        qty = self._round(abs(held) * fraction, asset_id)
         if held == 0:
             return None
         side = OrderSide.SELL if held > 0 else OrderSide.BUY
@@ -218,7 +344,7 @@ class Strategy:
         self, asset_id: str, target: float, tag: str | None = None
     ) -> Order | None:
         """Trade to hold ``target`` units (negative = short); None when already there."""
-        delta = self._round_signed(target - self.get_position(asset_id))
+        delta = self._round_signed(target - self.get_position(asset_id), asset_id)
         if delta == 0:
             return None
         side = OrderSide.BUY if delta > 0 else OrderSide.SELL
@@ -228,7 +354,7 @@ class Strategy:
         self, asset_id: str, value: float, tag: str | None = None
     ) -> Order | None:
         """Trade to hold ``value`` currency of the asset at its latest close."""
-        return self.order_target_quantity(asset_id, value / self._price(asset_id), tag=tag)
+        return self.order_target_quantity(asset_id, value / self._unit_value(asset_id), tag=tag)
 
     def order_target_percent(
         self, asset_id: str, percent: float, tag: str | None = None
@@ -250,8 +376,8 @@ class Strategy:
         for asset_id, weight in targets.items():
             if not math.isfinite(weight):
                 raise ValueError(f"weight for {asset_id!r} must be finite, got {weight!r}")
-            qty = weight * equity / self._price(asset_id) if weight else 0.0
-            delta = self._round_signed(qty - self.get_position(asset_id))
+            qty = weight * equity / self._unit_value(asset_id) if weight else 0.0
+            delta = self._round_signed(qty - self.get_position(asset_id), asset_id)
             if delta != 0:
                 orders.append((delta, asset_id, qty))
         out = []
@@ -303,13 +429,20 @@ class Strategy:
             raise ValueError(f"no price for {asset_id!r} yet: it has had no bar at or before now")
         return price
 
-    def _round(self, qty: float) -> float:
+    def _unit_value(self, asset_id: str) -> float:
+        """Return the notional of one unit: latest close times the contract multiplier."""
+        return self._price(asset_id) * self._pf.mult[self._code(asset_id)]
+
+    def _round(self, qty: float, asset_id: str | None = None) -> float:
+        rounder = getattr(self._broker, "round_quantity", None)
+        if rounder is not None and asset_id is not None:
+            return float(rounder(asset_id, qty))
         return qty if self._broker.fractional else float(math.floor(qty + 1e-9))
 
-    def _round_signed(self, qty: float) -> float:
-        if self._broker.fractional:
-            return 0.0 if abs(qty) < 1e-12 else qty
-        return float(math.trunc(qty + (1e-9 if qty > 0 else -1e-9)))
+    def _round_signed(self, qty: float, asset_id: str | None = None) -> float:
+        if abs(qty) < 1e-12:
+            return 0.0
+        return math.copysign(self._round(abs(qty), asset_id), qty)
 
 
 def _make(
@@ -320,15 +453,28 @@ def _make(
     stop_price: float | None,
     tif: TimeInForce | str,
     tag: str | None,
+    extra: dict[str, Any] | None = None,
 ) -> Order:
-    if limit_price is not None and stop_price is not None:
-        raise ValueError("stop-limit orders are not supported yet; give limit_price or stop_price")
-    kind = (
-        OrderType.LIMIT
-        if limit_price is not None
-        else (OrderType.STOP if stop_price is not None else OrderType.MARKET)
-    )
-    return Order(asset_id, side, quantity, kind, limit_price, stop_price, tif, tag)
+    extra = dict(extra or {})
+    allowed = {"order_type", "trail_amount", "trail_percent", "expire_at"}
+    unknown = set(extra) - allowed
+    if unknown:
+        raise TypeError(f"unexpected order arguments {sorted(unknown)}; allowed: {sorted(allowed)}")
+    kind = extra.pop("order_type", None)
+    if kind is None:
+        if extra.get("trail_amount") is not None or extra.get("trail_percent") is not None:
+            kind = OrderType.TRAILING_STOP
+        elif limit_price is not None and stop_price is not None:
+            kind = OrderType.STOP_LIMIT
+        elif limit_price is not None:
+            kind = OrderType.LIMIT
+        elif stop_price is not None:
+            kind = OrderType.STOP
+        else:
+            kind = OrderType.MARKET
+    if extra.get("expire_at") is not None and tif == TimeInForce.GTC:
+        tif = TimeInForce.GTD
+    return Order(asset_id, side, quantity, kind, limit_price, stop_price, tif, tag, **extra)
 
 
 def _check_fraction(name: str, value: float) -> None:

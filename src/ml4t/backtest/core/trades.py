@@ -23,8 +23,10 @@ class OpenTrade:
 
     __slots__ = (
         "asset_id",
+        "borrow_fees",
         "code",
         "direction",
+        "dividends",
         "entry_commission",
         "entry_context",
         "entry_index",
@@ -39,6 +41,7 @@ class OpenTrade:
         "exit_value",
         "hi",
         "lo",
+        "mult",
         "qty",
         "scan_from",
         "trade_id",
@@ -53,8 +56,12 @@ class OpenTrade:
         ts: int,
         ts_index: int,
         order: Any,
+        mult: float = 1.0,
     ) -> None:
         self.trade_id = trade_id
+        self.mult = mult
+        self.dividends = 0.0
+        self.borrow_fees = 0.0
         self.code = code
         self.asset_id = asset_id
         self.direction = direction
@@ -96,6 +103,7 @@ class TradeTracker:
         ts: int,
         ts_index: int,
         order: Any,
+        mult: float = 1.0,
     ) -> None:
         """Update trades with one fill (called by the portfolio)."""
         qty = abs(signed_qty)
@@ -120,7 +128,7 @@ class TradeTracker:
             slippage *= remaining / qty
         current = self.open.get(code)
         if current is None:
-            current = OpenTrade(self._next_id, code, asset_id, direction, ts, ts_index, order)
+            current = OpenTrade(self._next_id, code, asset_id, direction, ts, ts_index, order, mult)
             self._next_id += 1
             self.open[code] = current
         current.qty += remaining
@@ -128,6 +136,37 @@ class TradeTracker:
         current.entry_value += remaining * price
         current.entry_commission += commission
         current.entry_slippage += slippage
+
+    def on_split(
+        self, code: int, ratio: float, remainder: float, price: float, ts: int, ts_index: int
+    ) -> None:
+        """Rescale an open trade for a split; the cash-settled remainder is a partial exit.
+
+        Quantities are multiplied by ``ratio`` and prices divided by it (values unchanged),
+        so entry and exit prices of a trade spanning a split are in post-split units.
+        """
+        trade = self.open.get(code)
+        if trade is None:
+            return
+        self._scan(trade, ts - 1)  # excursions before the split, in pre-split prices
+        trade.qty *= ratio
+        trade.entry_qty *= ratio
+        trade.exit_qty *= ratio
+        trade.hi /= ratio
+        trade.lo /= ratio
+        left = abs(remainder)
+        if left:
+            trade.exit_qty += left
+            trade.exit_value += left * price
+            trade.qty -= left
+            if trade.qty <= 1e-12 * max(1.0, trade.entry_qty):
+                self._close(trade, ts, ts_index, _SPLIT, is_open=False, mark_price=math.nan)
+
+    def on_income(self, code: int, amount: float, kind: str) -> None:
+        """Attribute a dividend (``kind="dividends"``) or fee to the asset's open trade."""
+        trade = self.open.get(code)
+        if trade is not None:
+            setattr(trade, kind, getattr(trade, kind) + amount)
 
     def checkpoint(self, upto_ts: int) -> None:
         """Fold bars up to ``upto_ts`` into open trades' excursions (before data is dropped)."""
@@ -171,10 +210,10 @@ class TradeTracker:
         d = trade.direction
         entry_price = trade.entry_price
         exit_price = exit_value / exit_qty if exit_qty else math.nan
-        pnl_gross = d * (exit_value - entry_price * exit_qty)
+        pnl_gross = d * (exit_value - entry_price * exit_qty) * trade.mult
         commission = trade.entry_commission + trade.exit_commission
         pnl_net = pnl_gross - commission
-        cost_basis = entry_price * exit_qty
+        cost_basis = entry_price * exit_qty * trade.mult
         hi = trade.hi if trade.hi > -math.inf else entry_price
         lo = trade.lo if trade.lo < math.inf else entry_price
         fav = (hi - entry_price) if d > 0 else (entry_price - lo)
@@ -198,10 +237,12 @@ class TradeTracker:
                 "pnl_net": pnl_net,
                 "pnl_percent": pnl_net / cost_basis if cost_basis else math.nan,
                 "holding_period_bars": ts_index - trade.entry_index,
-                "mfe": fav * exit_qty,
-                "mae": adv * exit_qty,
+                "mfe": fav * exit_qty * trade.mult,
+                "mae": adv * exit_qty * trade.mult,
                 "mfe_pct": fav / entry_price,
                 "mae_pct": adv / entry_price,
+                "dividends": trade.dividends,
+                "borrow_fees": trade.borrow_fees,
                 "exit_reason": reason,
                 "is_open": is_open,
                 "_entry_signals": trade.entry_signals,
@@ -217,3 +258,14 @@ class TradeTracker:
             self._close(
                 trade, ts, ts_index, None, is_open=True, mark_price=float(price_of(trade.code))
             )
+
+
+class _SplitExit:
+    """Stand-in order for a trade closed by a split's cash-settled remainder."""
+
+    tag = "split_cash_in_lieu"
+    _signals_snapshot: dict[str, float] | None = None
+    _context_snapshot: dict[str, float] | None = None
+
+
+_SPLIT = _SplitExit()

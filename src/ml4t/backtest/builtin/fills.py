@@ -1,0 +1,423 @@
+"""Matching and filling orders: the broker's per-bar fill path.
+
+For each order to be matched on a bar, :meth:`FillEngine._fill_batch` finds where the bar's
+assumed path reaches it (:mod:`.matching`), ranks the orders (exits first, then by that
+time, stops before limits on a tie) and fills them one by one with
+:meth:`FillEngine._try_fill`: volume cap, slippage, impact, tick rounding, short and
+buying-power checks (:mod:`.accounts`), risk limits (:mod:`.risk`), then the books.
+This is a mixin of :class:`~ml4t.backtest.builtin.sim_broker.SimulationBroker`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from ..core.assets import round_price
+from ..core.data import PRICE_COLUMNS, Chunk
+from ..core.events import FillEvent
+from ..core.orders import Order, OrderStatus, OrderType, TimeInForce
+from .accounts import qty_for_abs_cap
+from .matching import bar_path, match_order
+
+if TYPE_CHECKING:
+    from ..core.broker import BrokerListener, CommissionModel, ImpactModel, SlippageModel
+    from ..core.clock import Clock
+    from ..core.portfolio import Portfolio
+    from .accounts import MarginBook
+    from .risk import RiskLimits
+
+__all__ = ["FillEngine"]
+
+_EPS = 1e-9
+_NO_SLIP = (OrderType.LIMIT, OrderType.STOP_LIMIT)
+_AT_OPEN_ONLY = (OrderType.MARKET_ON_OPEN,)
+_STOPS = (OrderType.STOP, OrderType.TRAILING_STOP)
+
+
+class FillEngine:
+    """Fill path shared by the simulation broker (state is set up by the broker)."""
+
+    if TYPE_CHECKING:  # provided by the other parts of the broker
+
+        def _reject(self, order: Order, reason: str) -> None: ...
+
+        def _finish(self, order: Order, event: str, reason: str, notify: bool = True) -> None: ...
+
+        def _log(self, order: Order, event: str, reason: str | None) -> None: ...
+
+        def _drop_done(self) -> None: ...
+
+        def _after_fill(
+            self, order: Order, code: int, old: float, new: float, ts: int, index: int
+        ) -> None: ...
+
+    portfolio: Portfolio
+    commission_model: CommissionModel
+    slippage_model: SlippageModel
+    impact_model: ImpactModel
+    account: str
+    allow_short: bool
+    cash_policy: str
+    intrabar: str
+    fractional: bool
+    _clock: Clock | None
+    _listener: BrokerListener | None
+    _cap: float | None
+    _vol_ts: int
+    _vol_used: dict[int, float]
+    _bar_cols: tuple[str, ...]
+    _impact_on: bool
+    _any_tick: bool
+    _tick: list[float]
+    _lot: list[float]
+    _min_qty: list[float]
+    _shortable: list[bool]
+    _margin: MarginBook
+    _limits: RiskLimits | None
+    _record: Any
+    _partial: Any
+    _when_kw: bool
+    _events: Any
+
+    def _fill_batch(self, chunk: Chunk, todo: list[tuple[Order, int]], at_close: bool) -> None:
+        if not todo:
+            return
+        clock = self._clock
+        assert clock is not None
+        ts, index = clock.now_ns, clock.now_index
+        qty = self.portfolio.qty
+        px = chunk.px
+        ranked = []
+        mode = self.intrabar
+        for order, row in todo:
+            kind = order.order_type
+            if at_close:
+                hit: tuple[float, float, bool] | None = (3.0, px["close"][row], False)
+            elif kind is OrderType.MARKET or kind in _AT_OPEN_ONLY:
+                hit = (0.0, px["open"][row], False)
+            else:
+                path = bar_path(
+                    px["open"][row],
+                    px["high"][row],
+                    px["low"][row],
+                    px["close"][row],
+                    order.side.sign,
+                    mode,
+                )
+                hit = match_order(order, path)
+                if hit is not None and hit[2] and not order._triggered:
+                    order._triggered = True
+                    self._log(order, "triggered", "stop reached; working as a limit order")
+                if hit is None or math.isnan(hit[1]):
+                    if order.time_in_force in (TimeInForce.IOC, TimeInForce.FOK):
+                        self._finish(
+                            order,
+                            "cancelled",
+                            f"cancelled: {order.time_in_force.value.upper()} order not marketable "
+                            "on its first bar",
+                        )
+                    continue
+            assert hit is not None
+            adds = qty[order._code] * order.side.sign >= 0  # exits (False) sort first
+            not_stop = kind not in _STOPS  # on a tie, the stop fills first
+            ranked.append((adds, hit[0], not_stop, order.order_id, order, row, hit[1]))
+        ranked.sort(key=lambda t: t[:4])
+        for _, _, _, _, order, row, base in ranked:
+            if order.status.is_open:
+                self._try_fill(chunk, order, row, base, ts, index)
+        self._drop_done()
+
+    def _try_fill(
+        self,
+        chunk: Chunk,
+        order: Order,
+        row: int,
+        base: float,
+        ts: int,
+        index: int,
+    ) -> None:
+        pf = self.portfolio
+        code = order._code
+        side = order.side.sign
+        quantity = order.remaining_quantity
+        reason = None
+        tif = order.time_in_force
+        if self._cap is not None:
+            if ts != self._vol_ts:
+                self._vol_ts, self._vol_used = ts, {}
+            volume = chunk.px["volume"][row]
+            room = self._cap * volume - self._vol_used.get(code, 0.0)
+            avail = self._round_lot(code, max(room, 0.0))
+            if avail + _EPS * max(1.0, quantity) < quantity:
+                if tif is TimeInForce.FOK:
+                    self._finish(
+                        order,
+                        "cancelled",
+                        f"cancelled: FOK order for {quantity:g} but the volume limit allows "
+                        f"{avail:g} on this bar",
+                    )
+                    return
+                if avail <= 0:
+                    if tif is TimeInForce.IOC:
+                        self._finish(
+                            order,
+                            "cancelled",
+                            "cancelled: IOC order, no volume available under the volume limit",
+                        )
+                    return
+                reason = f"partial: volume limit {self._cap:g} x bar volume {volume:g}"
+                quantity = avail
+        kind = order.order_type
+        impact = 0.0
+        if kind in _NO_SLIP:
+            price = slipped = base
+        else:
+            if self._bar_cols:
+                price = self.slippage_model.fill_price(  # type: ignore[call-arg]
+                    base, side, quantity, chunk.px["volume"][row], self._bar(chunk, row)
+                )
+            else:
+                price = self.slippage_model.fill_price(
+                    base, side, quantity, chunk.px["volume"][row]
+                )
+            if not (price > 0 and math.isfinite(price)):
+                self._reject(
+                    order,
+                    f"slippage model {self.slippage_model!r} returned an invalid price "
+                    f"{price!r} (missing input data on this bar?)",
+                )
+                return
+            slipped = price
+            if self._impact_on:
+                got = self._impact(chunk, row, price, side, quantity)
+                if not (isinstance(got, float) and math.isfinite(got) and got >= 0):
+                    self._reject(
+                        order,
+                        f"impact model {self.impact_model!r} returned {got!r}; an impact must "
+                        "be a finite number >= 0 (missing inputs such as volatility or ADV?)",
+                    )
+                    return
+                impact = got
+                price = slipped + side * impact
+                if not price > 0:
+                    self._reject(
+                        order, f"market impact {impact:g} per unit exceeds the price {slipped:g}"
+                    )
+                    return
+            if self._any_tick:
+                tick = self._tick[code]
+                if not math.isnan(tick):
+                    rounded = round_price(price, tick, side)
+                    impact += abs(rounded - price)
+                    price = rounded
+        held = pf.qty[code]
+        if side < 0 and quantity > held + _EPS * max(1.0, abs(held)):
+            problem = None
+            if not self.allow_short:
+                problem = "short selling is disabled" + (
+                    " (cash account)" if self.account == "cash" else ""
+                )
+            elif not self._shortable[code]:
+                problem = f"{order.asset_id} is not shortable (asset registry)"
+            if problem is not None:
+                if held <= 0:
+                    self._reject(
+                        order, f"nothing to sell: no position in {order.asset_id}; {problem}"
+                    )
+                else:
+                    self._reject(
+                        order,
+                        f"insufficient position: hold {held:g} {order.asset_id}, order sells "
+                        f"{quantity:g} ({problem})",
+                    )
+                return
+        commission = self._commission(order, quantity, price, ts)
+        adds = held * side >= 0 or quantity > abs(held) + _EPS
+        if adds and order._managed is None:
+            allowed, why, resize = self._max_affordable(code, side, held, quantity, price)
+            if allowed + _EPS * max(1.0, quantity) < quantity:
+                got = self._resize_or_reject(order, quantity, allowed, why, resize)
+                if got is None:
+                    return
+                quantity, reason = got
+                commission = self._commission(order, quantity, price, ts)
+        impact_cost = quantity * impact
+        slip_cost = quantity * abs(slipped - base)
+        pf.apply_fill(
+            code,
+            side * quantity,
+            price,
+            commission,
+            slip_cost,
+            ts,
+            index,
+            order,
+            impact_cost,
+            reason,
+        )
+        if self._cap is not None:
+            self._vol_used[code] = self._vol_used.get(code, 0.0) + quantity
+        before = order.filled_quantity
+        order.filled_quantity = before + quantity
+        avg = order.avg_fill_price
+        order.avg_fill_price = (
+            price if before == 0 else (avg * before + price * quantity) / order.filled_quantity
+        )
+        order.commission += commission
+        order.slippage += slip_cost
+        order.reason = reason
+        done = order.remaining_quantity <= _EPS * max(1.0, order.quantity) or (
+            reason is not None and not reason.startswith("partial")
+        )
+        order.status = OrderStatus.FILLED if done else OrderStatus.PARTIALLY_FILLED
+        self._log(order, "filled" if done else "partially_filled", reason)
+        assert self._clock is not None
+        if self._record is not None:
+            self._record(quantity, price, commission, self._clock.to_datetime(ts))
+        fill = FillEvent(
+            order.order_id,
+            order.asset_id,
+            self._clock.to_datetime(ts),
+            order.side.value,
+            quantity,
+            price,
+            commission,
+            slip_cost,
+            base,
+            order.tag,
+            impact_cost,
+        )
+        self._after_fill(order, code, held, pf.qty[code], ts, index)
+        assert self._listener is not None
+        self._listener.order_filled(order, fill)
+        if not done and tif is TimeInForce.IOC:
+            self._finish(
+                order,
+                "cancelled",
+                f"cancelled: IOC remainder {order.remaining_quantity:g} not filled on its "
+                "first bar",
+            )
+
+    def _commission(self, order: Order, quantity: float, price: float, ts: int) -> float:
+        kw: dict[str, Any] = {}
+        if self._when_kw:  # e.g. a tiered model that resets its volume each month
+            assert self._clock is not None
+            kw["when"] = self._clock.to_datetime(ts)
+        if order.filled_quantity > 0 and self._partial is not None:
+            return float(
+                self._partial(quantity, price, order.filled_quantity, order.commission, **kw)
+            )
+        return float(self.commission_model.calculate(quantity, price, **kw))  # type: ignore[call-arg]
+
+    def _max_affordable(
+        self, code: int, side: int, held: float, quantity: float, price: float
+    ) -> tuple[float, str, bool]:
+        """Return the largest quantity the account and risk limits allow, why, and whether
+        the configured policy resizes (rather than rejects) an order above it."""
+        pf = self.portfolio
+        best, why = math.inf, ""
+        resize = self.cash_policy == "resize"
+        if pf.is_future[code] or self.account == "margin":
+            equity = pf.equity()
+            commission = self.commission_model.calculate(quantity, price)
+            cap = self._margin.max_abs_position(code, price, equity - commission)
+            best = qty_for_abs_cap(held, side, cap)
+            need = self._margin.unit_requirement(code, price) * abs(held + side * quantity)
+            why = (
+                f"insufficient margin: the position would need {need:,.2f} initial margin, "
+                f"equity {equity:,.2f}"
+            )
+        elif side > 0:
+            cost = quantity * price * pf.mult[code] + self.commission_model.calculate(
+                quantity, price
+            )
+            if cost > pf.cash + _EPS * max(1.0, abs(pf.cash)):
+                best = self._affordable(price * pf.mult[code], pf.cash, code)
+                why = (
+                    f"insufficient cash: need {cost:,.2f} to buy {quantity:g} "
+                    f"{pf.asset_ids[code]} at {price:,.4f}, have {pf.cash:,.2f}"
+                )
+        limits = self._limits
+        if limits is not None:
+            _, gross = pf.mark()
+            signed_net = self._signed_net()
+            q, text = limits.max_quantity(
+                old=held,
+                side=side,
+                unit_value=price * pf.mult[code],
+                equity=pf.equity(),
+                gross=gross,
+                net=signed_net,
+                num_positions=len(pf.held),
+                halted=self._events.halted,
+            )
+            if q < best:
+                best, why = q, f"risk limit: {text}"
+                resize = limits.on_breach == "resize"
+        return best, why, resize
+
+    def _signed_net(self) -> float:
+        pf = self.portfolio
+        return sum(pf.qty[c] * pf.mult[c] * pf.price_of(c) for c in pf.held)
+
+    def _resize_or_reject(
+        self, order: Order, quantity: float, allowed: float, why: str, resize: bool
+    ) -> tuple[float, str] | None:
+        code = order._code
+        new = self._round_lot(code, max(allowed, 0.0))
+        if new > 0 and not self._lot[code]:
+            new *= 1 - 1e-12
+        if resize and order.time_in_force is not TimeInForce.FOK and new > 0:
+            if new < self._min_qty[code]:
+                self._reject(
+                    order, f"{why}; the affordable {new:g} is below the minimum order size"
+                )
+                return None
+            return new, f"resized from {quantity:g} to {new:g}: {why}"
+        self._reject(order, why)
+        return None
+
+    def _bar(self, chunk: Chunk, row: int) -> dict[str, float]:
+        bar = {c: chunk.px[c][row] for c in PRICE_COLUMNS}
+        bar.update({c: chunk.sig[c][row] for c in chunk.sig.keys()})  # noqa: SIM118
+        bar.update({c: chunk.ind[c][row] for c in chunk.ind.keys()})  # noqa: SIM118
+        return bar
+
+    def _impact(self, chunk: Chunk, row: int, price: float, side: int, quantity: float) -> Any:
+        value = self.impact_model.price_impact(price, side, quantity, self._bar(chunk, row))
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            return value
+
+    def _affordable(self, unit_price: float, cash: float, code: int) -> float:
+        if cash <= 0:
+            return 0.0
+        mult = self.portfolio.mult[code]
+        price = unit_price / mult
+        q = cash / unit_price
+        for _ in range(50):
+            cost = q * unit_price + self.commission_model.calculate(q, price)
+            if cost <= cash * (1 + 1e-12):
+                break
+            q *= cash / cost * (1 - 1e-12)
+        lot = self._lot[code]
+        if lot > 0:
+            q = self._round_lot(code, q)
+            while q > 0 and q * unit_price + self.commission_model.calculate(q, price) > cash:
+                q -= lot
+        return max(q, 0.0)
+
+    def _round_lot(self, code: int, q: float) -> float:
+        lot = self._lot[code]
+        if lot <= 0:
+            return q
+        return math.floor(q / lot + 1e-9) * lot
+
+    def round_quantity(self, asset_id: str, quantity: float) -> float:
+        """Round a positive quantity down to the asset's lot (whole units if not fractional)."""
+        code = self.portfolio.code_of.get(asset_id)
+        if code is None or not hasattr(self, "_lot"):
+            return quantity if self.fractional else float(math.floor(quantity + 1e-9))
+        return self._round_lot(code, quantity)

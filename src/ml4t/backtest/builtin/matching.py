@@ -1,0 +1,117 @@
+"""Where in a bar a priced order triggers and at what price.
+
+A bar only tells us four prices. The broker assumes the price travelled from the open to
+one extreme, then to the other, then to the close; ``intrabar`` names which extreme comes
+first:
+
+``"conservative"`` (default)
+    The extreme adverse to the order comes first: the low for sells, the high for buys.
+    A long position's stop-loss and take-profit are both sells, so on a bar that touches
+    both the stop (on the way down) fills first; likewise for a short's buy orders.
+``"high_first"`` / ``"low_first"``
+    Open, high, low, close / open, low, high, close, for every order.
+``"nearest"``
+    The extreme nearer to the open comes first (ties: conservative).
+
+On that path an order fills at the first point where it is marketable: at the open when
+the bar gaps through its level (a gap through a stop fills at the open, a limit gapped
+through fills at the better open), otherwise at its level. A stop-limit triggers at the
+stop and then rests as a limit from that point of the path on.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..core.orders import OrderType, trail_level
+
+if TYPE_CHECKING:
+    from ..core.orders import Order
+
+__all__ = ["INTRABAR_MODES", "Match", "bar_path", "match_order", "touch"]
+
+INTRABAR_MODES = ("conservative", "high_first", "low_first", "nearest")
+
+#: (time on the bar's path, base price, stop-limit triggered on this bar)
+Match = tuple[float, float, bool]
+
+_STOPS = (OrderType.STOP, OrderType.TRAILING_STOP)
+
+
+def bar_path(
+    o: float, h: float, lo: float, c: float, side: int, mode: str
+) -> tuple[float, float, float, float]:
+    """Return the assumed price path ``(open, first extreme, second extreme, close)``."""
+    if mode == "conservative":
+        high_first = side > 0
+    elif mode == "high_first":
+        high_first = True
+    elif mode == "low_first":
+        high_first = False
+    else:  # nearest
+        up, down = h - o, o - lo
+        high_first = up < down if up != down else side > 0
+    return (o, h, lo, c) if high_first else (o, lo, h, c)
+
+
+def touch(
+    path: tuple[float, float, float, float], k0: int, start: float, level: float, up: bool
+) -> tuple[float, float] | None:
+    """Return ``(time, price)`` where the path from ``(k0, start)`` first reaches ``level``.
+
+    ``up`` means reaching ``price >= level``, else ``price <= level``. If ``start``
+    already satisfies it, the price is ``start`` (a gap); otherwise it is ``level``, on
+    the first segment whose end crosses it. Time is the segment index plus the fraction
+    of the segment travelled, so orders on one bar can be ranked.
+    """
+    if (start >= level) if up else (start <= level):
+        return float(k0), start
+    a = start
+    for k in range(k0 + 1, 4):
+        b = path[k]
+        if (b >= level) if up else (b <= level):
+            span = b - a
+            frac = (level - a) / span if span else 0.0
+            return k - 1 + frac, level
+        a = b
+    return None
+
+
+def match_order(order: Order, path: tuple[float, float, float, float]) -> Match | None:
+    """Return where a limit, stop, stop-limit or trailing order fills on ``path``.
+
+    Returns ``None`` when it does not fill on this bar, and ``(inf, nan, True)`` when a
+    stop-limit triggered but its limit was not reached (it rests as a limit).
+    """
+    buy = order.side.sign > 0
+    kind = order.order_type
+    o = path[0]
+    if kind is OrderType.LIMIT:
+        assert order.limit_price is not None
+        return _as_match(touch(path, 0, o, order.limit_price, up=not buy), False)
+    if kind in _STOPS:
+        if kind is OrderType.STOP:
+            assert order.stop_price is not None
+            level = order.stop_price
+        else:
+            level = trail_level(order, order._trail_ref)
+        return _as_match(touch(path, 0, o, level, up=buy), False)
+    if kind is OrderType.STOP_LIMIT:
+        assert order.limit_price is not None and order.stop_price is not None
+        if order._triggered:
+            return _as_match(touch(path, 0, o, order.limit_price, up=not buy), False)
+        hit = touch(path, 0, o, order.stop_price, up=buy)
+        if hit is None:
+            return None
+        t, price = hit
+        seg = int(t)
+        # continue along the path from the trigger point as a limit order
+        rest = touch(path, seg, price, order.limit_price, up=not buy)
+        if rest is None:
+            return float("inf"), float("nan"), True
+        return max(t, rest[0]), rest[1], True
+    return 0.0, o, False  # market-like: the open
+
+
+def _as_match(hit: tuple[float, float] | None, triggered: bool) -> Match | None:
+    return None if hit is None else (hit[0], hit[1], triggered)
