@@ -27,7 +27,9 @@ def _frame(
     return make_bars(c, opens=o, highs=h, lows=lo, timestamps=DAYS[: len(rows)], asset_id=asset_id)
 
 
-def _flat(make_bars: Any, n: int, price: float = 100.0, asset_id: str | None = None) -> pl.DataFrame:
+def _flat(
+    make_bars: Any, n: int, price: float = 100.0, asset_id: str | None = None
+) -> pl.DataFrame:
     return _frame(make_bars, [(price, price + 1, price - 1, price)] * n, asset_id)
 
 
@@ -50,7 +52,9 @@ def test_cash_account_short_sale_rejected_with_reason(make_bars: Any, run_backte
     result, strat = run_backtest(df, on_bar)
     assert [o for o, _ in strat.rejected] == [strat.state["short"], strat.state["oversell"]]
     reasons = [r for _, r in strat.rejected]
-    assert reasons[0] == "nothing to sell: no position in A; short selling is disabled (cash account)"
+    assert (
+        reasons[0] == "nothing to sell: no position in A; short selling is disabled (cash account)"
+    )
     assert reasons[1] == (
         "insufficient position: hold 5 A, order sells 8 (short selling is disabled (cash account))"
     )
@@ -353,14 +357,12 @@ def test_borrow_fee_accrues_per_calendar_day_over_weekend(
     assert result.portfolio_df["cash"][-1] == pytest.approx(109_989.5 - 11_000.0)
 
 
-def test_borrow_fee_registry_rate_overrides_broker_rate(
-    make_bars: Any, run_backtest: Any
-) -> None:
+def test_borrow_fee_registry_rate_overrides_broker_rate(make_bars: Any, run_backtest: Any) -> None:
     # A: registry 14.6 %/yr (0.04 %/day); B: broker 7.3 %/yr (0.02 %/day); both short 100
     # Mon fee (3 days on Fri close 105): A 100*105*0.0004*3 = 12.60, B 100*105*0.0002*3 = 6.30
-    df = pl.concat(
-        [_short_over_weekend(make_bars, "A"), _short_over_weekend(make_bars, "B")]
-    ).sort("timestamp", "asset_id")
+    df = pl.concat([_short_over_weekend(make_bars, "A"), _short_over_weekend(make_bars, "B")]).sort(
+        "timestamp", "asset_id"
+    )
 
     def on_bar(s: Any, e: Any, c: Any) -> None:
         if e.timestamp == DAYS[1]:

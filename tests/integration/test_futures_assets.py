@@ -121,13 +121,10 @@ def test_future_order_needing_more_margin_than_equity_rejected(
         if _bar(e) == 1:
             s.state["eight"] = s.buy("ES", 8)
 
-    result, strat = run_backtest(
-        _frame(make_bars, ES_ROWS[:3]), on_bar, asset_id="ES", assets=ES
-    )
+    result, strat = run_backtest(_frame(make_bars, ES_ROWS[:3]), on_bar, asset_id="ES", assets=ES)
     assert [o for o, _ in strat.rejected] == [strat.state["nine"]]
     assert strat.rejected[0][1] == (
-        "insufficient margin: the position would need 108,000.00 initial margin, "
-        "equity 100,000.00"
+        "insufficient margin: the position would need 108,000.00 initial margin, equity 100,000.00"
     )
     assert result.fills_df.select("timestamp", "quantity", "price").rows() == [
         (DAYS[2], 8.0, 4010.0)
@@ -163,6 +160,18 @@ def test_future_short_gains_when_price_falls(make_bars: Any, run_backtest: Any) 
     trade = result.trades_df.row(0, named=True)
     assert trade["direction"] == "short"
     assert trade["pnl_gross"] == pytest.approx(15_000.0)  # open trade marked at 3900
+
+
+def test_future_short_allowed_in_default_account(make_bars: Any, run_backtest: Any) -> None:
+    # futures trade on margin in either account type; a short contract borrows nothing, so the
+    # default broker (as Backtrader or Zipline) should let a strategy sell ES short
+    def on_bar(s: Any, e: Any, c: Any) -> None:
+        if _bar(e) == 0:
+            s.sell("ES", 1)
+
+    result, strat = run_backtest(_frame(make_bars, ES_ROWS[:3]), on_bar, asset_id="ES", assets=ES)
+    assert strat.rejected == []
+    assert result.fills_df.select("side", "quantity", "price").rows() == [("sell", 1.0, 4000.0)]
 
 
 def test_future_maintenance_breach_liquidates_at_next_open(
@@ -297,9 +306,7 @@ def test_tick_size_rounds_slipped_fill_price_against_trader(
     assert result.final_equity == pytest.approx(100_000.0 - 5.0)
 
 
-def test_crypto_fractional_lot_buy_percent_rounds_to_lot(
-    make_bars: Any, run_backtest: Any
-) -> None:
+def test_crypto_fractional_lot_buy_percent_rounds_to_lot(make_bars: Any, run_backtest: Any) -> None:
     rows = [(43_210.0, 43_300.0, 43_100.0, 43_210.0)] * 3
 
     def on_bar(s: Any, e: Any, c: Any) -> None:

@@ -153,6 +153,7 @@ def test_builtin_reporters_write_files(tmp_path: Path) -> None:
             "fills.parquet",
             "orders.parquet",
             "portfolio.parquet",
+            "account_events.parquet",
             "metrics.json",
             "metadata.json",
             "summary.txt",

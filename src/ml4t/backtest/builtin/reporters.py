@@ -28,7 +28,7 @@ class ParquetReporter:
     def report(self, result: BacktestResult, destination: Path) -> list[Path]:
         """Write the files and return their paths."""
         out = result.to_parquet(destination)
-        names = ("trades", "fills", "orders", "portfolio")
+        names = ("trades", "fills", "orders", "portfolio", "account_events")
         return [out / f"{n}.parquet" for n in names] + [out / "metrics.json", out / "metadata.json"]
 
     def __repr__(self) -> str:

@@ -498,6 +498,7 @@ class SimulationBroker(FillEngine, OrderLinks):
         todo = []
         expired = []
         trailing = []
+        index = self._clock.now_index  # type: ignore[union-attr]
         for order in self._pending:
             if order._created_ts >= ts or not order._active:
                 continue
@@ -507,7 +508,7 @@ class SimulationBroker(FillEngine, OrderLinks):
             kind = order.order_type
             if kind is OrderType.MARKET_ON_CLOSE or (close_only and kind is OrderType.MARKET):
                 continue
-            if order._eligible_index > self._clock.now_index:  # type: ignore[union-attr]
+            if order._eligible_index > index:
                 continue
             row = row_of(chunk, i, order._code)
             if row >= 0:
@@ -518,7 +519,10 @@ class SimulationBroker(FillEngine, OrderLinks):
             self._finish(
                 order, "expired", f"expired: GTD order past its expire_at {order.expire_at}"
             )
-        self._fill_batch(chunk, todo, at_close=False)
+        if todo:
+            self._fill_batch(chunk, todo, at_close=False)
+        if not trailing:
+            return
         ref_close = self.trail_reference == "close"
         px = chunk.px
         for order, row in trailing:
