@@ -602,6 +602,7 @@ def test_bracket_children_never_fill_on_entry_fill_bar(
     result, strat = run_backtest(_bars(rows, make_bars), on_bar)
     entry, stop, target = strat.state["b"]
     assert _fills(result) == [(_day(1), "buy", 10.0, 100.0, None)]
+    assert entry.status is OrderStatus.FILLED
     assert stop.status is OrderStatus.PENDING and target.status is OrderStatus.PENDING
     assert _events(result, stop) == [(_day(0), "submitted"), (_day(1), "activated")]
     assert stop.quantity == 10.0 and target.quantity == 10.0
@@ -640,6 +641,7 @@ def test_bracket_short_conservative_bar_touching_both_fills_stop(
 
     result, strat = run_backtest(_bars(rows, make_bars), on_bar, account="margin")
     _, stop, target = strat.state["b"]
+    assert stop.status is OrderStatus.FILLED
     assert _fills(result) == [
         (_day(1), "sell", 10.0, 100.0, None),
         (_day(2), "buy", 10.0, 105.0, "stop_loss"),
@@ -687,6 +689,27 @@ def test_oco_first_fill_cancels_the_other(
     _check_reports(result, strat)
 
 
+def test_oco_tie_at_the_open_goes_to_the_stop(
+    make_bars: Any, run_backtest: Any, at_day: Any
+) -> None:
+    # bar 1 opens 100: a buy limit 101 and a buy stop 99 are both marketable at the open
+    # (time 0 on the path); the tie goes to the stop, which fills at 100 + slippage 0.5
+    rows = [NEUTRAL, NEUTRAL, NEUTRAL]
+
+    def on_bar(s: Any, e: Any, c: Any) -> None:
+        if at_day(e, 0):
+            s.state["g"] = s.submit_oco(
+                Order("A", "buy", 10, "limit", limit_price=101.0, tag="limit"),
+                Order("A", "buy", 10, "stop", stop_price=99.0, tag="stop"),
+            )
+
+    result, strat = run_backtest(_bars(rows, make_bars), on_bar, slippage=FixedSlippage(0.5))
+    limit, _ = strat.state["g"]
+    assert _fills(result) == [(_day(1), "buy", 10.0, 100.5, "stop")]
+    assert limit.status is OrderStatus.CANCELLED
+    _check_reports(result, strat)
+
+
 def test_oto_child_works_only_after_parent_filled(
     make_bars: Any, run_backtest: Any, at_day: Any
 ) -> None:
@@ -704,6 +727,7 @@ def test_oto_child_works_only_after_parent_filled(
 
     result, strat = run_backtest(_bars(rows, make_bars), on_bar)
     parent, child = strat.state["p"]
+    assert parent.status is OrderStatus.FILLED
     assert _fills(result) == [
         (_day(2), "buy", 10.0, 95.0, "entry"),
         (_day(3), "sell", 10.0, 105.0, "exit"),
@@ -836,6 +860,28 @@ def test_replace_order_filled_order_raises(make_bars: Any, run_backtest: Any, at
     result, strat = run_backtest(_bars([NEUTRAL] * 4, make_bars), on_bar)
     assert strat.state["checked"] is True
     assert result.fills_df["quantity"].to_list() == [10.0]
+
+
+def test_replace_trailing_amount_keeps_reference_and_applies_next_bar(
+    make_bars: Any, run_backtest: Any, at_day: Any
+) -> None:
+    # sell trail 5 from close 100 (level 95). Bar 2 high 101 -> ref 101, level 96. On bar 2
+    # the trail is replaced by 2 -> level 101 - 2 = 99; bar 3 (100 -> 98.5) fills at 99
+    rows = [NEUTRAL, NEUTRAL, NEUTRAL, (100.0, 101.0, 98.5, 100.0), NEUTRAL]
+
+    def on_bar(s: Any, e: Any, c: Any) -> None:
+        if at_day(e, 0):
+            s.buy("A", 10)
+        if at_day(e, 1):
+            s.state["o"] = s.sell("A", 10, trail_amount=5.0)
+        if at_day(e, 2):
+            s.state["before"] = s.state["o"].trail_level
+            s.replace_order(s.state["o"], trail_amount=2.0)
+            s.state["after"] = s.state["o"].trail_level
+
+    result, strat = run_backtest(_bars(rows, make_bars), on_bar)
+    assert (strat.state["before"], strat.state["after"]) == (101.0 - 5.0, 101.0 - 2.0)
+    assert _fills(result)[1:] == [(_day(3), "sell", 10.0, 99.0, None)]
 
 
 # --- ordering within a bar ------------------------------------------------------------------

@@ -143,7 +143,9 @@ def test_partial_fills_per_share_minimum_charged_once_per_order(
 
     model = PerShareCommission(0.01, minimum=2.0)
     assert hasattr(model, "calculate_partial")
-    result, strat = run_backtest(_bars(RISING, make_bars), on_bar, volume_limit=0.1, commission=model)
+    result, strat = run_backtest(
+        _bars(RISING, make_bars), on_bar, volume_limit=0.1, commission=model
+    )
     commissions = result.fills_df["commission"].to_list()
     assert commissions == [pytest.approx(x, abs=1e-12) for x in (2.0, 0.0, 0.5)]
     assert strat.state["o"].commission == pytest.approx(2.5, abs=1e-12)
@@ -270,3 +272,34 @@ def test_partial_fills_sell_exit_split_across_bars(
     # P&L over all pieces: 250 * (102.8 - 101) = 450
     assert result.trades_df["pnl_gross"].sum() == pytest.approx(450.0, abs=1e-9)
     assert result.portfolio_df["num_positions"][-1] == 0
+
+
+@pytest.mark.parametrize(
+    "trigger",
+    [{"stop_price": 95.0}, {"trail_amount": 5.0}],  # trail: close 100 - 5 = 95 as well
+    ids=["stop", "trailing_stop"],
+)
+def test_partial_fills_triggered_stop_remainder_fills_as_market_on_later_bars(
+    trigger: dict[str, float], make_bars: Any, run_backtest: Any, at_day: Any
+) -> None:
+    # long 250 from bar 1 (volume 10000). Sell stop at 95 placed on bar 1. Bar 2 gaps to 94:
+    # the stop triggers and 100 fill at the open 94. Bars 3-4 (open 96, low 95.5) never
+    # trade at 95 again, but a triggered stop is a market order (Backtrader, Zipline): the
+    # remainder fills 100 at bar 3's open 96 and 50 at bar 4's open 96.
+    rows = [NEUTRAL, NEUTRAL, (94.0, 96.0, 93.0, 95.0)] + [(96.0, 97.0, 95.5, 96.5)] * 3
+    df = _bars(rows, make_bars, volume=[1_000.0, 10_000.0] + [1_000.0] * 4)
+
+    def on_bar(s: Any, e: Any, c: Any) -> None:
+        if at_day(e, 0):
+            s.buy("A", 250)
+        if at_day(e, 1):
+            s.state["o"] = s.sell("A", 250, **trigger)
+
+    result, strat = run_backtest(df, on_bar, volume_limit=0.1)
+    sells = result.fills_df.filter(pl.col("side") == "sell")
+    assert sells.select("timestamp", "quantity", "price").rows() == [
+        (_day(2), 100.0, 94.0),
+        (_day(3), 100.0, 96.0),
+        (_day(4), 50.0, 96.0),
+    ]
+    assert strat.state["o"].status is OrderStatus.FILLED

@@ -338,7 +338,9 @@ def test_gtd_datetime_works_through_that_time_and_expires_the_bar_after(
 
     def on_bar(s: Any, e: Any, c: Any) -> None:
         if e.timestamp == _ts(4, 0):
-            s.state["o"] = s.buy("A", 10, limit_price=95.0, time_in_force="gtd", expire_at=expire_at)
+            s.state["o"] = s.buy(
+                "A", 10, limit_price=95.0, time_in_force="gtd", expire_at=expire_at
+            )
 
     result, strat = run_backtest(df, on_bar)
     order = strat.state["o"]

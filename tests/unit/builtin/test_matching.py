@@ -14,9 +14,9 @@ from ml4t.backtest import Order, OrderType
 from ml4t.backtest.builtin.matching import INTRABAR_MODES, bar_path, match_order, touch
 
 # one bar: open 100, high 106, low 94, close 100
-O, H, L, C = 100.0, 106.0, 94.0, 100.0
-BUY_PATH = (O, H, L, C)  # conservative buy: the adverse high first
-SELL_PATH = (O, L, H, C)  # conservative sell: the adverse low first
+OPEN, HIGH, LOW, CLOSE = 100.0, 106.0, 94.0, 100.0
+BUY_PATH = (OPEN, HIGH, LOW, CLOSE)  # conservative buy: the adverse high first
+SELL_PATH = (OPEN, LOW, HIGH, CLOSE)  # conservative sell: the adverse low first
 
 
 def _order(side: str, kind: str, **kw: float) -> Order:
@@ -44,7 +44,7 @@ def _trailing(side: str, ref: float, **kw: float) -> Order:
 def test_bar_path_mode_and_side_order_extremes(
     mode: str, side: int, want: tuple[float, float, float, float]
 ) -> None:
-    assert bar_path(O, H, L, C, side, mode) == want
+    assert bar_path(OPEN, HIGH, LOW, CLOSE, side, mode) == want
 
 
 @pytest.mark.parametrize("side", [1, -1])
@@ -68,30 +68,30 @@ def test_intrabar_modes_lists_the_four_modes() -> None:
 # --- touch ----------------------------------------------------------------------------------
 def test_touch_rising_level_on_first_segment_returns_fraction_and_level() -> None:
     # 100 -> 106 reaches 103 half way: time 0 + (103 - 100) / (106 - 100) = 0.5
-    assert touch(BUY_PATH, 0, O, 103.0, up=True) == (0.5, 103.0)
+    assert touch(BUY_PATH, 0, OPEN, 103.0, up=True) == (0.5, 103.0)
 
 
 def test_touch_falling_level_on_second_segment_returns_fraction_and_level() -> None:
     # 106 -> 94 reaches 95 after (106 - 95) / (106 - 94) = 11/12 of segment 1
-    t, price = touch(BUY_PATH, 0, O, 95.0, up=False)  # type: ignore[misc]
+    t, price = touch(BUY_PATH, 0, OPEN, 95.0, up=False)  # type: ignore[misc]
     assert t == pytest.approx(1 + 11 / 12, abs=1e-12)
     assert price == 95.0
 
 
 def test_touch_start_already_through_level_returns_start_as_gap() -> None:
     # the open 100 is already <= 101: fills at the open, time 0
-    assert touch(BUY_PATH, 0, O, 101.0, up=False) == (0.0, 100.0)
-    assert touch(BUY_PATH, 0, O, 99.0, up=True) == (0.0, 100.0)
+    assert touch(BUY_PATH, 0, OPEN, 101.0, up=False) == (0.0, 100.0)
+    assert touch(BUY_PATH, 0, OPEN, 99.0, up=True) == (0.0, 100.0)
 
 
 def test_touch_level_beyond_the_bar_returns_none() -> None:
-    assert touch(BUY_PATH, 0, O, 106.5, up=True) is None
-    assert touch(BUY_PATH, 0, O, 93.5, up=False) is None
+    assert touch(BUY_PATH, 0, OPEN, 106.5, up=True) is None
+    assert touch(BUY_PATH, 0, OPEN, 93.5, up=False) is None
 
 
 def test_touch_level_equal_to_extreme_touches_at_segment_end() -> None:
     # 100 -> 106 reaches 106 at the end of segment 0: time 1.0
-    assert touch(BUY_PATH, 0, O, 106.0, up=True) == (1.0, 106.0)
+    assert touch(BUY_PATH, 0, OPEN, 106.0, up=True) == (1.0, 106.0)
 
 
 def test_touch_from_mid_path_starts_at_given_segment_and_price() -> None:

@@ -107,7 +107,7 @@ class AccountEvents:
                 if value is not None:
                     setattr(order, attr, value / ratio)
             order._trail_ref /= ratio
-            broker._log(order, "adjusted", f"{ratio:g}-for-1 split")
+            broker._log(order, "adjusted", f"{ratio:g}-for-1 split", ts)
             if order.quantity <= order.filled_quantity:
                 broker._finish(order, "cancelled", "cancelled: split left no whole lot to trade")
 

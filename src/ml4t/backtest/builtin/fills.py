@@ -106,6 +106,8 @@ class FillEngine:
                     mode,
                 )
                 hit = match_order(order, path)
+                if hit is not None and kind in _STOPS:
+                    order._triggered = True  # a remainder left by the volume limit is market
                 if hit is not None and hit[2] and not order._triggered:
                     order._triggered = True
                     self._log(order, "triggered", "stop reached; working as a limit order")
@@ -205,7 +207,7 @@ class FillEngine:
                         order, f"market impact {impact:g} per unit exceeds the price {slipped:g}"
                     )
                     return
-            if self._any_tick:
+            if self._any_tick and price != base:
                 tick = self._tick[code]
                 if not math.isnan(tick):
                     rounded = round_price(price, tick, side)
@@ -214,7 +216,9 @@ class FillEngine:
         held = pf.qty[code]
         if side < 0 and quantity > held + _EPS * max(1.0, abs(held)):
             problem = None
-            if not self.allow_short:
+            if pf.is_future[code]:
+                pass  # a short future borrows nothing: margin rules apply, not allow_short
+            elif not self.allow_short:
                 problem = "short selling is disabled" + (
                     " (cash account)" if self.account == "cash" else ""
                 )
@@ -320,9 +324,15 @@ class FillEngine:
         resize = self.cash_policy == "resize"
         if pf.is_future[code] or self.account == "margin":
             equity = pf.equity()
-            commission = self.commission_model.calculate(quantity, price)
-            cap = self._margin.max_abs_position(code, price, equity - commission)
-            best = qty_for_abs_cap(held, side, cap)
+            calc = self.commission_model.calculate
+            best = quantity
+            for _ in range(30):  # fixed point: the commission depends on the quantity
+                cap = self._margin.max_abs_position(code, price, equity - calc(best, price))
+                nxt = qty_for_abs_cap(held, side, cap)
+                if abs(nxt - best) <= 1e-12 * max(1.0, best):
+                    best = min(best, nxt)
+                    break
+                best = nxt
             need = self._margin.unit_requirement(code, price) * abs(held + side * quantity)
             why = (
                 f"insufficient margin: the position would need {need:,.2f} initial margin, "

@@ -90,6 +90,8 @@ def match_order(order: Order, path: tuple[float, float, float, float]) -> Match 
         assert order.limit_price is not None
         return _as_match(touch(path, 0, o, order.limit_price, up=not buy), False)
     if kind in _STOPS:
+        if order._triggered:  # triggered earlier and partly filled: now a market order
+            return 0.0, o, False
         if kind is OrderType.STOP:
             assert order.stop_price is not None
             level = order.stop_price

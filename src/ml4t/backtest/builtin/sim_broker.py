@@ -526,7 +526,7 @@ class SimulationBroker(FillEngine, OrderLinks):
         ref_close = self.trail_reference == "close"
         px = chunk.px
         for order, row in trailing:
-            if order.status.is_open:
+            if order.status.is_open and not order._triggered:
                 if order.side.sign < 0:
                     seen = px["close"][row] if ref_close else px["high"][row]
                     order._trail_ref = max(order._trail_ref, seen)
@@ -633,11 +633,11 @@ class SimulationBroker(FillEngine, OrderLinks):
             )
         )
 
-    def _log(self, order: Order, event: str, reason: str | None) -> None:
+    def _log(self, order: Order, event: str, reason: str | None, ts: int | None = None) -> None:
         clock = self._clock
         self.order_log.append(
             (
-                clock.now_ns if clock else 0,
+                ts if ts is not None else clock.now_ns if clock else 0,
                 order.order_id,
                 order.asset_id,
                 order.side.value,

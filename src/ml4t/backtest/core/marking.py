@@ -42,6 +42,7 @@ class Marker:
             "cash": [],
             "accrued": [],
             "net": [],
+            "signed": [],
             "gross": [],
             "npos": [],
         }
@@ -77,6 +78,7 @@ class Marker:
             cash = np.full(T, self.cash)
             accrued = np.full(T, self.accrued)
         net = np.zeros(T)
+        signed = np.zeros(T)
         gross = np.zeros(T)
         npos = np.zeros(T, dtype=np.int64)
         codes = set(self.qty) | set(f_code.tolist())
@@ -99,6 +101,7 @@ class Marker:
                 self.avg[code] = float(avg[-1])
             else:
                 net += notional
+            signed += notional
             gross += np.abs(notional)
             npos += qty != 0
             if qty[-1] != 0:
@@ -114,6 +117,7 @@ class Marker:
             ("cash", cash),
             ("accrued", accrued),
             ("net", net),
+            ("signed", signed),
             ("gross", gross),
             ("npos", npos),
         ):

@@ -213,6 +213,10 @@ class Order:
             return f"{kind.value} order needs a positive limit_price, got {self.limit_price!r}"
         if kind in (OrderType.STOP, OrderType.STOP_LIMIT) and not _positive(self.stop_price):
             return f"{kind.value} order needs a positive stop_price, got {self.stop_price!r}"
+        if self.limit_price is not None and kind not in (OrderType.LIMIT, OrderType.STOP_LIMIT):
+            return f"limit_price is only for limit and stop_limit orders, not {kind.value}"
+        if self.stop_price is not None and kind not in (OrderType.STOP, OrderType.STOP_LIMIT):
+            return f"stop_price is only for stop and stop_limit orders, not {kind.value}"
         if kind is OrderType.TRAILING_STOP:
             given = [x for x in (self.trail_amount, self.trail_percent) if x is not None]
             if len(given) != 1:

@@ -189,7 +189,7 @@ def build_result(
                 "positions_value": net,
                 "num_positions": npos,
                 "gross_leverage": gross / equity,
-                "net_leverage": net / equity,
+                "net_leverage": books["signed"] / equity,
                 "return": equity / prev - 1.0,
                 "cumulative_return": equity / initial - 1.0,
             }
