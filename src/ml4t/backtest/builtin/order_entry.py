@@ -1,0 +1,218 @@
+"""Order entry of the simulation broker: submit, validate, cancel, replace.
+
+Submission checks what can be checked before a fill: a well-formed order, a known asset,
+a quantity that is a multiple of the asset's lot (whole units when the broker is not
+fractional) and not below its minimum, a GTD expiry that parses; limit and stop prices are
+rounded to the asset's tick (against the trader). Everything that depends on the fill
+price — cash, margin, risk limits — is checked when the order fills (:mod:`.fills`).
+This is a mixin of :class:`~ml4t.backtest.builtin.sim_broker.SimulationBroker`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from ..core.assets import round_price
+from ..core.orders import Order, OrderType, TimeInForce
+
+if TYPE_CHECKING:
+    from ..core.broker import BrokerListener
+    from ..core.clock import Clock
+    from ..core.portfolio import Portfolio
+
+__all__ = ["OrderEntry"]
+
+
+class OrderEntry:
+    """Order entry shared by the simulation broker (state is set up by the broker)."""
+
+    if TYPE_CHECKING:
+
+        def _reject(self, order: Order, reason: str) -> None: ...
+
+        def _finish(self, order: Order, event: str, reason: str, notify: bool = True) -> None: ...
+
+        def _log(
+            self, order: Order, event: str, reason: str | None, ts: int | None = None
+        ) -> None: ...
+
+    portfolio: Portfolio
+    fractional: bool
+    has_pending: bool
+    _clock: Clock | None
+    _listener: BrokerListener | None
+    _next_id: int
+    _pending: list[Order]
+    _lot: list[float]
+    _min_qty: list[float]
+    _tick: list[float]
+
+    def submit_order(self, order: Order) -> Order:
+        """Accept an order placed at the current timestamp, or reject it with a reason."""
+        clock = self._clock
+        if clock is None or self._listener is None:
+            raise RuntimeError("orders can only be submitted while a backtest runs")
+        code = self.portfolio.code_of.get(order.asset_id)
+        problem = order.validation_error()
+        if code is None:
+            known = self.portfolio.asset_ids
+            shown = ", ".join(map(repr, known[:10])) + (" ..." if len(known) > 10 else "")
+            problem = f"unknown asset {order.asset_id!r}; known assets: {shown}"
+        note = None
+        if problem is None:
+            assert code is not None
+            problem, note = self._check_new(order, code)
+        if problem is not None:
+            order.order_id = self._next_id
+            self._next_id += 1
+            order._created_ts = clock.now_ns
+            self._log(order, "submitted", None)
+            self._reject(order, problem)
+            return order
+        assert code is not None
+        self._accept(order, code, note)
+        return order
+
+    def _check_new(self, order: Order, code: int) -> tuple[str | None, str | None]:
+        """Return ``(problem, note)`` for a new or replaced order of asset ``code``."""
+        lot = self._lot[code]
+        q = order.quantity
+        if lot > 0:
+            units = q / lot
+            if abs(units - round(units)) > 1e-9 * max(1.0, units):
+                if lot == 1.0 and not self.fractional:
+                    text = f"fractional quantity {q:g} while fractional=False (whole units only)"
+                else:
+                    text = (
+                        f"quantity {q:g} is not a multiple of {order.asset_id}'s lot size {lot:g}"
+                    )
+                return text, None
+        if q < self._min_qty[code] - 1e-12:
+            return (
+                f"quantity {q:g} is below {order.asset_id}'s minimum order size "
+                f"{self._min_qty[code]:g}",
+                None,
+            )
+        if order.time_in_force is TimeInForce.GTD:
+            try:
+                order._expire_ns = _to_ns(order.expire_at, self._clock.timezone)  # type: ignore[union-attr]
+            except (TypeError, ValueError) as exc:
+                return f"expire_at {order.expire_at!r} is not a date or time: {exc}", None
+        note = None
+        tick = self._tick[code]
+        if not math.isnan(tick):
+            buy = order.side.sign > 0
+            changed = []
+            for attr, direction in (
+                ("limit_price", -1 if buy else 1),
+                ("stop_price", 1 if buy else -1),
+            ):
+                value = getattr(order, attr)
+                if value is not None:
+                    rounded = round_price(value, tick, direction)
+                    if rounded != value:
+                        setattr(order, attr, rounded)
+                        changed.append(f"{attr} {value:g} -> {rounded:g}")
+            if changed:
+                note = f"rounded to tick {tick:g}: " + ", ".join(changed)
+        return None, note
+
+    def _accept(self, order: Order, code: int, note: str | None = None) -> None:
+        clock = self._clock
+        assert clock is not None
+        order.order_id = self._next_id
+        self._next_id += 1
+        order._created_ts = clock.now_ns
+        order._code = code
+        if order.order_type is OrderType.TRAILING_STOP and math.isnan(order._trail_ref):
+            order._trail_ref = self.portfolio.price_of(code)
+        self._log(order, "submitted", note)
+        self._pending.append(order)
+        self.has_pending = True
+
+    def cancel_order(self, order_id: int) -> bool:
+        """Cancel a working order (and its unfilled children); False if it is not working."""
+        for order in self._pending:
+            if order.order_id == order_id and order.status.is_open:
+                self._finish(order, "cancelled", "cancelled by the strategy")
+                return True
+        return False
+
+    def replace_order(self, order_id: int, **changes: Any) -> Order:
+        """Change a working order in place (same id); it applies from the next bar.
+
+        ``changes`` may set ``quantity`` (the new total, above what has filled),
+        ``limit_price``, ``stop_price``, ``trail_amount``, ``trail_percent``,
+        ``time_in_force``, ``expire_at`` and ``tag``. Raises ValueError for an order that
+        is not working or an invalid change (the order is then left unchanged).
+        """
+        allowed = {
+            "quantity",
+            "limit_price",
+            "stop_price",
+            "trail_amount",
+            "trail_percent",
+            "time_in_force",
+            "expire_at",
+            "tag",
+        }
+        unknown = set(changes) - allowed
+        if unknown:
+            raise ValueError(
+                f"replace_order: cannot change {sorted(unknown)}; allowed {sorted(allowed)}"
+            )
+        order = next((o for o in self._pending if o.order_id == order_id), None)
+        if order is None or not order.status.is_open:
+            raise ValueError(f"replace_order: order {order_id} is not working")
+        before = {k: getattr(order, k) for k in allowed}
+        for key, value in changes.items():
+            if key == "time_in_force":
+                value = TimeInForce(value)
+            elif key in ("quantity", "limit_price", "stop_price", "trail_amount", "trail_percent"):
+                value = None if value is None else float(value)
+            setattr(order, key, value)
+        problem = order.validation_error()
+        if problem is None and order.quantity <= order.filled_quantity:
+            problem = (
+                f"quantity {order.quantity:g} is not above the filled {order.filled_quantity:g}"
+            )
+        if problem is None:
+            problem, _ = self._check_new(order, order._code)
+        if problem is not None:
+            for k, v in before.items():
+                setattr(order, k, v)
+            raise ValueError(f"replace_order: {problem}")
+        assert self._clock is not None
+        order._created_ts = self._clock.now_ns
+        self._log(order, "replaced", ", ".join(f"{k}={v!r}" for k, v in changes.items()))
+        return order
+
+    def open_orders(self, asset_id: str | None = None) -> list[Order]:
+        """Return the working orders, optionally only those of ``asset_id``."""
+        return [
+            o
+            for o in self._pending
+            if o._managed is None or o._managed != "margin_call"
+            if asset_id is None or o.asset_id == asset_id
+        ]
+
+
+def _to_ns(value: Any, timezone: str | None) -> int:
+    """Return an ``expire_at`` as int ns UTC; a date (no time) means the end of that day."""
+    import datetime as _dt
+
+    import pandas as pd
+
+    end_of_day = isinstance(value, _dt.date) and not isinstance(value, _dt.datetime)
+    if isinstance(value, str) and len(value.strip()) <= 10:
+        end_of_day = True
+    stamp = pd.Timestamp(value)
+    if end_of_day:
+        stamp = stamp.normalize() + pd.Timedelta(days=1) - pd.Timedelta(1, "ns")
+    if stamp.tzinfo is None:
+        if timezone is not None:
+            stamp = stamp.tz_localize(timezone)
+        else:
+            return int(stamp.value)
+    return int(stamp.tz_convert("UTC").value)
