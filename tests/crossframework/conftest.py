@@ -24,11 +24,9 @@ import pandas as pd
 import polars as pl
 import pytest
 
-from ml4t.backtest import BacktestResult, PolarsDataFeed, SimulationBroker
-from ml4t.backtest.core.engine import BacktestEngine
+from ml4t.backtest import BacktestEngine, BacktestResult, PolarsDataFeed, SimulationBroker
 from ml4t.backtest.testing import ScriptedStrategy
 
-REAL_DATA = Path("/work/shared/data/real")
 ASSET = "A"
 REL = 1e-9  # prices and quantities: equal to floating point
 CASH_ABS = 1e-6  # cash and equity
@@ -285,7 +283,9 @@ def backtrader_trades(bars: Bars, fills: Sequence[Fill]) -> list[Trade]:
             position += f.qty
             cost = avg * position
             if position == 0:
-                trades.append(Trade(entry_bar, avg, f.bar, f.price, -f.qty, -f.qty * (f.price - avg)))
+                trades.append(
+                    Trade(entry_bar, avg, f.bar, f.price, -f.qty, -f.qty * (f.price - avg))
+                )
     return trades
 
 
