@@ -293,6 +293,19 @@ BROKER_KEYS = (
 )
 
 
+def _check_broker_settings(params: dict[str, Any]) -> None:
+    """Validate the simulation-broker settings now, naming the ``execution`` key."""
+    from .builtin.sim_broker import SimulationBroker
+
+    plain = {k: v for k, v in params.items() if k in BROKER_KEYS or k == "initial_cash"}
+    try:
+        SimulationBroker(**plain)
+    except ConfigError as exc:
+        key = str(exc).split(":", 1)[0]
+        where = "backtest.initial_capital" if key == "initial_cash" else f"execution.{key}"
+        raise ConfigError(f"{where}: {str(exc).split(':', 1)[-1].strip()}") from exc
+
+
 def _broker_objects(cfg: BacktestConfig) -> dict[str, Any]:
     """Build the asset registry, corporate actions, exits and limits (validated now)."""
     from .builtin.risk import as_exit_rules, as_risk_limits
@@ -378,6 +391,7 @@ def engine_from_config(
             if getattr(ex, key) is not None:
                 params[key] = getattr(ex, key)
         params.update(_broker_objects(cfg))
+        _check_broker_settings(params)
         for k, rep in enumerate(cfg.reporting.reporters):
             reg.create("reporter", _spec(rep), where=f"reporting.reporters[{k}]")
         feed_spec = _feed_spec(cfg)

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 __all__ = ["FillEngine"]
 
 _EPS = 1e-9
+#: a resize below this fraction of the order is treated as nothing affordable
+_DUST = 1e-9
 _NO_SLIP = (OrderType.LIMIT, OrderType.STOP_LIMIT)
 _AT_OPEN_ONLY = (OrderType.MARKET_ON_OPEN,)
 _STOPS = (OrderType.STOP, OrderType.TRAILING_STOP)
@@ -378,6 +380,8 @@ class FillEngine:
         new = self._round_lot(code, max(allowed, 0.0))
         if new > 0 and not self._lot[code]:
             new *= 1 - 1e-12
+        if new <= _DUST * quantity:  # nothing left to buy (cash spent): reject, no dust fill
+            new = 0.0
         if resize and order.time_in_force is not TimeInForce.FOK and new > 0:
             if new < self._min_qty[code]:
                 self._reject(

@@ -173,13 +173,11 @@ class RiskLimits:
             return 0.0, f"equity {equity:,.2f} is not positive"
         caps = []
         if self.max_position_weight is not None:
-            caps.append(
-                (self.max_position_weight * equity / unit_value, "max_position_weight", None)
-            )
+            caps.append((self.max_position_weight * equity / unit_value, "max_position_weight"))
         if self.max_gross_leverage is not None:
             room = self.max_gross_leverage * equity - gross + abs(old) * unit_value
-            caps.append((room / unit_value, "max_gross_leverage", None))
-        for cap, name, _ in caps:
+            caps.append((room / unit_value, "max_gross_leverage"))
+        for cap, name in caps:
             q = qty_for_abs_cap(old, side, cap)
             if q < best:
                 best, why = q, f"{name} {getattr(self, name):g}"
@@ -200,7 +198,10 @@ def as_exit_rules(spec: Any, where: str = "exits") -> ExitRules | None:
     unknown = set(spec) - known
     if unknown:
         raise ConfigError(f"{where}: unknown keys {sorted(unknown)}; known: {sorted(known)}")
-    rules = ExitRules(**spec)
+    try:
+        rules = ExitRules(**spec)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
     return rules if rules.active else None
 
 
@@ -214,5 +215,8 @@ def as_risk_limits(spec: Any, where: str = "risk_limits") -> RiskLimits | None:
     unknown = set(spec) - known
     if unknown:
         raise ConfigError(f"{where}: unknown keys {sorted(unknown)}; known: {sorted(known)}")
-    limits = RiskLimits(**spec)
+    try:
+        limits = RiskLimits(**spec)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
     return limits if limits.active else None

@@ -148,7 +148,7 @@ class SimulationBroker(OrderEntry, FillEngine, OrderLinks):
     ) -> None:
         initial_cash = float(initial_cash)
         if not math.isfinite(initial_cash) or initial_cash <= 0:
-            raise ConfigError(f"initial_cash must be a positive number, got {initial_cash!r}")
+            raise ConfigError(f"initial_cash: must be a positive number, got {initial_cash!r}")
         _choice("fill_timing", fill_timing, FILL_TIMINGS)
         _choice("cash_policy", cash_policy, CASH_POLICIES)
         _choice("account", account, ACCOUNT_TYPES)
@@ -159,19 +159,17 @@ class SimulationBroker(OrderEntry, FillEngine, OrderLinks):
             allow_short = account == "margin"
         if allow_short and account == "cash":
             raise ConfigError(
-                "a cash account cannot sell short; use account='margin' (initial_margin=1.0 "
-                "for a margin account without leverage)"
+                "allow_short: a cash account cannot sell short; use account='margin' "
+                "(initial_margin=1.0 for a margin account without leverage)"
             )
         im = _fraction("initial_margin", initial_margin)
         mm = _fraction("maintenance_margin", maintenance_margin)
         if mm > im:
-            raise ConfigError(
-                f"maintenance_margin ({mm:g}) must not exceed initial_margin ({im:g})"
-            )
+            raise ConfigError(f"maintenance_margin: {mm:g} must not exceed initial_margin {im:g}")
         if max_leverage is not None:
             lev = float(max_leverage)
             if not (math.isfinite(lev) and lev >= 1):
-                raise ConfigError(f"max_leverage must be a number >= 1, got {max_leverage!r}")
+                raise ConfigError(f"max_leverage: must be a number >= 1, got {max_leverage!r}")
             im = max(im, 1.0 / lev)
         self.initial_cash = initial_cash
         self.commission_model: CommissionModel = NoCommission()
@@ -520,16 +518,16 @@ def _takes(func: Any, name: str) -> bool:
 
 def _choice(name: str, value: Any, options: tuple[str, ...]) -> None:
     if value not in options:
-        raise ConfigError(f"{name} must be one of {options}, got {value!r}")
+        raise ConfigError(f"{name}: must be one of {options}, got {value!r}")
 
 
 def _non_negative(name: str, value: Any) -> float:
     try:
         x = float(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be a number, got {value!r}") from None
+        raise ConfigError(f"{name}: must be a number, got {value!r}") from None
     if not (math.isfinite(x) and x >= 0):
-        raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
+        raise ConfigError(f"{name}: must be a finite number >= 0, got {value!r}")
     return x
 
 

@@ -323,7 +323,10 @@ class BacktestEngine:
         try:
             strategy._bind(self)
             strategy.on_start()
-            for block in clock.blocks():
+            blocks = clock.blocks()
+            upcoming = next(blocks, None)
+            while upcoming is not None:
+                block = upcoming
                 block_marked = False
                 self.history.add_block(block)
                 n = block.ts.shape[0]
@@ -338,12 +341,20 @@ class BacktestEngine:
                         self.context.as_of,
                     )
                     self._run_chunk(chunk, state)
+                upcoming = next(blocks, None)
+                if (
+                    state.day is not None
+                    and not state.closed
+                    and (upcoming is None or _days(upcoming.ts[:1], clock.timezone)[0] != state.day)
+                ):
+                    # the session does not continue in the next block: end it now, so fills
+                    # at its close (market-on-close) are booked before this block is marked
+                    self._end_session(state.last_ts)
+                    state.closed = True
                 ts_parts.append(block.ts)
                 marker.mark_block(block, pf.fills, n)
                 block_marked = True
                 pf.trades.checkpoint(int(block.ts[-1]))
-            if state.day is not None:
-                self._end_session(state.last_ts)
         except Exception as exc:
             if block is not None and not block_marked:
                 # the failing timestamp is included: its fills happened and are in the ledger
@@ -424,9 +435,10 @@ class BacktestEngine:
 
     # --- sessions ------------------------------------------------------------------------
     def _new_session(self, state: _SessionState, ts: int, day: int) -> None:
-        if state.day is not None:
+        if state.day is not None and not state.closed:
             self._end_session(state.last_ts)
         state.day = day
+        state.closed = False
         if self._start_session is not None:
             self.clock.override_ns = ts - 1  # account events happen before the first bar
             self._start_session(ts, day)
@@ -497,10 +509,11 @@ def _raised_in_strategy(strategy: Strategy, frames: traceback.StackSummary) -> b
 
 
 class _SessionState:
-    __slots__ = ("day", "index", "last_ts")
+    __slots__ = ("closed", "day", "index", "last_ts")
 
     def __init__(self) -> None:
         self.day: int | None = None
+        self.closed = False
         self.last_ts = -1
         self.index = 0
 
@@ -517,7 +530,11 @@ def _sessions(days: list[int]) -> list[tuple[int, int]]:
 
 
 def _day_keys(chunk: Chunk, timezone: str | None) -> list[int]:
-    ts = chunk.block.ts[chunk.ts_index0 : chunk.ts_index0 + len(chunk.ts)]
+    return _days(chunk.block.ts[chunk.ts_index0 : chunk.ts_index0 + len(chunk.ts)], timezone)
+
+
+def _days(ts: np.ndarray, timezone: str | None) -> list[int]:
+    """Return the calendar day (days since 1970-01-01, local time) of int-ns timestamps."""
     if timezone is None:
         return (ts // _DAY_NS).tolist()  # type: ignore[no-any-return]
     import pandas as pd
