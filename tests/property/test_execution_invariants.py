@@ -455,9 +455,8 @@ def _replay_books(sc: Scenario, result: BacktestResult, broker: SimulationBroker
             a = f["asset_id"]
             signed = f["quantity"] if f["side"] == "buy" else -f["quantity"]
             cash -= signed * f["price"] * sc.mult[a] + f["commission"]
-            qty[a] += signed
-            if abs(qty[a]) < 1e-9:
-                qty[a] = 0.0
+            old = qty[a]
+            qty[a] = 0.0 if abs(old + signed) < 1e-12 * max(1.0, abs(old)) else old + signed
         value = sum(q * sc.mult[a] * closes[(t, a)] for a, q in qty.items())
         eq = row["equity"]
         assert abs(eq - (row["cash"] + row["accrued_dividends"] + row["positions_value"])) <= (
@@ -477,11 +476,12 @@ def _replay_books(sc: Scenario, result: BacktestResult, broker: SimulationBroker
     # it has traded so far, partial exits included, so at least the position)
     open_trades = result.trades_df.filter(pl.col("is_open"))
     for a in sc.assets:
+        q = held.get(a, 0.0)
         rows = list(open_trades.filter(pl.col("asset_id") == a).iter_rows(named=True))
-        assert len(rows) == (qty[a] != 0), (a, qty[a], rows)
+        assert len(rows) == (q != 0), (a, q, rows)
         for t in rows:
-            assert t["direction"] == ("long" if qty[a] > 0 else "short"), (a, qty[a], t)
-            assert t["quantity"] >= abs(qty[a]) * (1 - 1e-9), (a, qty[a], t)
+            assert t["direction"] == ("long" if q > 0 else "short"), (a, q, t)
+            assert t["quantity"] >= abs(q) * (1 - 1e-9), (a, q, t)
 
 
 def _check_orders(
@@ -604,7 +604,7 @@ def test_windowed_feed_gives_the_same_frames_as_in_memory_feed(sc: Scenario, chu
         assert getattr(a, name).equals(getattr(b, name)), name
 
 
-# --- the smallest failing scenario found by the tests above, kept as a plain regression test ---
+# --- the smallest failing scenarios the tests above found, kept as plain regression tests ---
 def _moc_on_second_to_last_bar(chunk: str | None) -> BacktestResult:
     frame = make_bars([100.0, 101.0, 102.0, 103.0], asset_id="A")
     bars = {"n": 0}
@@ -669,3 +669,40 @@ def test_resize_after_cash_is_spent_leaves_no_trade_without_a_position() -> None
     held = broker.portfolio.position_by_id
     still_open = result.trades_df.filter(pl.col("is_open"))["asset_id"].to_list()
     assert sorted(still_open) == sorted(held), (still_open, held, result.fills_df)
+
+
+def test_resized_sell_without_margin_room_leaves_no_dust_position() -> None:
+    # margin 0.5 on 1,000: 30 B at 10 (150) + 17 A at 100 (850) use all the equity; sell 7 B
+    # (23 left of a 30-unit trade); A falls to 80 (equity 660 < A's 680 requirement), so a
+    # sell of 1,000 B can only close the 23 held; then close what is left, if anything
+    a_px = [100.0, 100.0, 80.0, 80.0, 80.0, 80.0]
+    a = make_bars(a_px, opens=a_px, asset_id="A")
+    b = make_bars([10.0] * 6, opens=[10.0] * 6, asset_id="B")
+    seen: list[float] = []
+
+    def on_bar(s: ScriptedStrategy, event: Any, context: Any) -> None:
+        if event.asset_id != "B":
+            return
+        k = len(seen)
+        seen.append(s.get_position("B"))
+        if k == 0:
+            s.buy("B", 30)
+            s.buy("A", 17)
+        elif k == 1:
+            s.sell("B", 7)
+        elif k == 2:
+            s.sell("B", 1_000)
+        elif k == 3:
+            s.close_position("B")
+
+    feed = PolarsDataFeed(pl.concat([a, b]).sort("timestamp", "asset_id"))
+    broker = SimulationBroker(
+        initial_cash=1_000.0, account="margin", initial_margin=0.5, cash_policy="resize"
+    )
+    result = BacktestEngine(feed, ScriptedStrategy(on_bar), broker).run()
+    # the resized sell closes the 23 exactly: flat from bar 3 on, one closed B trade
+    assert seen[:4] == [0.0, 30.0, 23.0, 0.0], seen
+    assert "B" not in broker.portfolio.position_by_id
+    b_trades = result.trades_df.filter(pl.col("asset_id") == "B")
+    assert b_trades["is_open"].to_list() == [False]
+    assert b_trades["quantity"].to_list() == pytest.approx([30.0], rel=1e-12)

@@ -378,8 +378,6 @@ class FillEngine:
     ) -> tuple[float, str] | None:
         code = order._code
         new = self._round_lot(code, max(allowed, 0.0))
-        if new > 0 and not self._lot[code]:
-            new *= 1 - 1e-12
         if new <= _DUST * quantity:  # nothing left to buy (cash spent): reject, no dust fill
             new = 0.0
         if resize and order.time_in_force is not TimeInForce.FOK and new > 0:

@@ -189,12 +189,15 @@ class OrderEntry:
         return order
 
     def open_orders(self, asset_id: str | None = None) -> list[Order]:
-        """Return the working orders, optionally only those of ``asset_id``."""
+        """Return the working orders, optionally only those of ``asset_id``.
+
+        Position exits and bracket children are included (a strategy may cancel or replace
+        them); the broker's own margin-call liquidations are not.
+        """
         return [
             o
             for o in self._pending
-            if o._managed is None or o._managed != "margin_call"
-            if asset_id is None or o.asset_id == asset_id
+            if o._managed != "margin_call" and (asset_id is None or o.asset_id == asset_id)
         ]
 
 
