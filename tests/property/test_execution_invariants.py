@@ -50,7 +50,7 @@ INITIAL = 100_000.0
 START = datetime(2024, 1, 1)  # daily bars on consecutive calendar days: one session each
 POOL = ("A", "B", "C")
 # ML4T_PROPERTY_EXAMPLES raises the example count for a longer local search
-EXAMPLES = int(os.environ.get("ML4T_PROPERTY_EXAMPLES", "30"))
+EXAMPLES = int(os.environ.get("ML4T_PROPERTY_EXAMPLES", "100"))
 SETTINGS = settings(
     max_examples=EXAMPLES,
     deadline=None,
