@@ -14,6 +14,7 @@ import polars as pl
 import pytest
 
 from ml4t.backtest import FixedSlippage, Order, OrderStatus, OrderType
+from ml4t.backtest.testing import check_order_reports
 
 Bar = tuple[float, float, float, float]
 NEUTRAL: Bar = (100.0, 101.0, 99.0, 100.0)
@@ -36,24 +37,6 @@ def _fills(result: Any) -> list[tuple[Any, ...]]:
 def _events(result: Any, order: Order) -> list[tuple[datetime, str]]:
     log = result.orders_df.filter(pl.col("order_id") == order.order_id)
     return log.select("timestamp", "event").rows()
-
-
-def _check_reports(result: Any, strat: Any) -> None:
-    """Assert every cancellation/rejection reached the strategy and orders_df, both ways."""
-    log = result.orders_df
-    for order, reason in strat.cancelled:
-        rows = log.filter(
-            (pl.col("order_id") == order.order_id) & pl.col("event").is_in(["cancelled", "expired"])
-        )
-        assert rows["reason"].to_list() == [reason]
-        assert reason and order.reason == reason
-    for order, reason in strat.rejected:
-        rows = log.filter((pl.col("order_id") == order.order_id) & (pl.col("event") == "rejected"))
-        assert rows["reason"].to_list() == [reason]
-        assert reason and order.reason == reason
-    ended = log.filter(pl.col("event").is_in(["cancelled", "expired"]))
-    assert ended.height == len(strat.cancelled)
-    assert log.filter(pl.col("event") == "rejected").height == len(strat.rejected)
 
 
 # --- market ---------------------------------------------------------------------------------
@@ -585,7 +568,7 @@ def test_bracket_long_child_fills_and_sibling_cancelled(
         want_price,
         want_tag,
     )
-    _check_reports(result, strat)
+    check_order_reports(result, strat)
 
 
 def test_bracket_children_never_fill_on_entry_fill_bar(
@@ -625,7 +608,7 @@ def test_bracket_with_limit_entry_protects_from_bar_after_entry(
         (_day(3), "sell", 10.0, 95.0, "stop_loss"),
     ]
     assert result.trades_df["pnl_gross"].to_list() == [10 * (95.0 - 98.0)]
-    _check_reports(result, strat)
+    check_order_reports(result, strat)
 
 
 def test_bracket_short_conservative_bar_touching_both_fills_stop(
@@ -648,7 +631,7 @@ def test_bracket_short_conservative_bar_touching_both_fills_stop(
     ]
     assert target.status is OrderStatus.CANCELLED
     assert result.trades_df["exit_reason"].to_list() == ["stop_loss"]
-    _check_reports(result, strat)
+    check_order_reports(result, strat)
 
 
 # --- OCO / OTO ------------------------------------------------------------------------------
@@ -686,7 +669,7 @@ def test_oco_first_fill_cancels_the_other(
     assert [(o, r) for o, r in strat.cancelled] == [
         (other, f"cancelled: OCO sibling order {filled.order_id} filled")
     ]
-    _check_reports(result, strat)
+    check_order_reports(result, strat)
 
 
 def test_oco_tie_at_the_open_goes_to_the_stop(
@@ -707,7 +690,7 @@ def test_oco_tie_at_the_open_goes_to_the_stop(
     limit, _ = strat.state["g"]
     assert _fills(result) == [(_day(1), "buy", 10.0, 100.5, "stop")]
     assert limit.status is OrderStatus.CANCELLED
-    _check_reports(result, strat)
+    check_order_reports(result, strat)
 
 
 def test_oto_child_works_only_after_parent_filled(
@@ -759,7 +742,7 @@ def test_oto_parent_cancelled_unfilled_cancels_child(
         (parent.order_id, "cancelled by the strategy"),
         (child.order_id, f"cancelled: parent order {parent.order_id} ended unfilled (cancelled)"),
     ]
-    _check_reports(result, strat)
+    check_order_reports(result, strat)
 
 
 # --- cancel / replace -----------------------------------------------------------------------
@@ -782,7 +765,7 @@ def test_cancel_order_stops_fill_and_calls_on_order_cancelled(
     assert order.status is OrderStatus.CANCELLED
     assert strat.cancelled == [(order, "cancelled by the strategy")]
     assert _events(result, order) == [(_day(0), "submitted"), (_day(1), "cancelled")]
-    _check_reports(result, strat)
+    check_order_reports(result, strat)
 
 
 def test_replace_order_keeps_id_and_new_price_applies_from_next_bar(
@@ -937,7 +920,7 @@ def test_invalid_order_rejected_with_reason_in_callback_and_orders_df(
     assert len(strat.rejected) == 1 and strat.rejected[0][0] is order
     assert needle in strat.rejected[0][1]
     assert result.fills_df.height == 0
-    _check_reports(result, strat)
+    check_order_reports(result, strat)
 
 
 def test_bracket_with_invalid_child_rejects_entry_with_reason(
@@ -953,7 +936,7 @@ def test_bracket_with_invalid_child_rejects_entry_with_reason(
     assert [o for o, _ in strat.rejected] == [entry]
     assert "child order invalid" in strat.rejected[0][1]
     assert result.fills_df.height == 0
-    _check_reports(result, strat)
+    check_order_reports(result, strat)
 
 
 def test_sell_stop_without_position_in_cash_account_rejected_at_fill(
@@ -971,4 +954,4 @@ def test_sell_stop_without_position_in_cash_account_rejected_at_fill(
     assert "nothing to sell" in strat.rejected[0][1]
     rejected = result.orders_df.filter(pl.col("event") == "rejected")
     assert rejected["timestamp"].to_list() == [_day(2)]  # rejected when it would have filled
-    _check_reports(result, strat)
+    check_order_reports(result, strat)

@@ -19,6 +19,7 @@ from ml4t.backtest import (
     PercentageCommission,
     PerShareCommission,
 )
+from ml4t.backtest.testing import check_order_reports
 
 Bar = tuple[float, float, float, float]
 NEUTRAL: Bar = (100.0, 101.0, 99.0, 100.0)
@@ -40,23 +41,6 @@ def _day(k: int) -> datetime:
 def _events(result: Any, order: Order) -> list[tuple[datetime, str]]:
     log = result.orders_df.filter(pl.col("order_id") == order.order_id)
     return log.select("timestamp", "event").rows()
-
-
-def _check_reports(result: Any, strat: Any) -> None:
-    """Assert every cancellation/rejection reached the strategy and orders_df, both ways."""
-    log = result.orders_df
-    for order, reason in strat.cancelled:
-        rows = log.filter(
-            (pl.col("order_id") == order.order_id) & pl.col("event").is_in(["cancelled", "expired"])
-        )
-        assert rows["reason"].to_list() == [reason]
-        assert reason and order.reason == reason
-    for order, reason in strat.rejected:
-        rows = log.filter((pl.col("order_id") == order.order_id) & (pl.col("event") == "rejected"))
-        assert rows["reason"].to_list() == [reason]
-    ended = log.filter(pl.col("event").is_in(["cancelled", "expired"]))
-    assert ended.height == len(strat.cancelled)
-    assert log.filter(pl.col("event") == "rejected").height == len(strat.rejected)
 
 
 def test_partial_fills_market_250_fills_100_100_50_at_each_open(
@@ -219,7 +203,7 @@ def test_partial_fills_cancel_after_partial_keeps_filled_part(
     assert (order.filled_quantity, order.avg_fill_price) == (100.0, 101.0)
     assert strat.cancelled == [(order, "cancelled by the strategy")]
     assert result.trades_df["quantity"].to_list() == [100.0]
-    _check_reports(result, strat)
+    check_order_reports(result, strat)
 
 
 def test_partial_fills_volume_share_slippage_caps_and_prices_each_part(

@@ -99,7 +99,8 @@ def test_close_position_and_reduce_position_on_short(go: Any) -> None:
             2: _rec("r", lambda s: s.reduce_position("B", 0.25)),
             3: _rec("c", lambda s: s.close_position("B")),
         },
-        account="margin", initial_margin=1.0,
+        account="margin",
+        initial_margin=1.0,
     )
     assert (s.state["r"].side, s.state["r"].quantity) == (OrderSide.BUY, 100.0)
     assert (s.state["c"].side, s.state["c"].quantity) == (OrderSide.BUY, 300.0)
@@ -132,7 +133,8 @@ def test_order_target_quantity_value_percent(go: Any) -> None:
 def test_order_target_quantity_negative_goes_short(go: Any) -> None:
     _, s = go(
         {0: lambda s: s.buy("A", 50), 2: _rec("o", lambda s: s.order_target_quantity("A", -100))},
-        account="margin", initial_margin=1.0,
+        account="margin",
+        initial_margin=1.0,
     )
     assert (s.state["o"].side, s.state["o"].quantity) == (OrderSide.SELL, 150.0)
     assert s.get_position("A") == -100.0
@@ -225,7 +227,8 @@ def test_short_unrealized_pnl_positive_when_price_falls(go: Any) -> None:
     # C: short at the day-1 open (20), day 2 closes at 19
     _, s = go(
         {0: lambda s: s.sell("C", 10), 2: _rec("p", lambda s: s.get_unrealized_pnl_pct("C"))},
-        account="margin", initial_margin=1.0,
+        account="margin",
+        initial_margin=1.0,
     )
     assert s.state["p"] == pytest.approx(1 - 19.0 / 20.0, rel=1e-12)
 

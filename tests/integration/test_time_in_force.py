@@ -14,6 +14,7 @@ import polars as pl
 import pytest
 
 from ml4t.backtest import Order, OrderStatus, TimeInForce
+from ml4t.backtest.testing import check_order_reports
 
 Bar = tuple[float, float, float, float]
 NEUTRAL: Bar = (100.0, 101.0, 99.0, 100.0)
@@ -52,23 +53,6 @@ def _events(result: Any, order: Order) -> list[tuple[datetime, str]]:
     return log.select("timestamp", "event").rows()
 
 
-def _check_reports(result: Any, strat: Any) -> None:
-    """Assert every cancellation/rejection reached the strategy and orders_df, both ways."""
-    log = result.orders_df
-    for order, reason in strat.cancelled:
-        rows = log.filter(
-            (pl.col("order_id") == order.order_id) & pl.col("event").is_in(["cancelled", "expired"])
-        )
-        assert rows["reason"].to_list() == [reason]
-        assert reason and order.reason == reason
-    for order, reason in strat.rejected:
-        rows = log.filter((pl.col("order_id") == order.order_id) & (pl.col("event") == "rejected"))
-        assert rows["reason"].to_list() == [reason]
-    ended = log.filter(pl.col("event").is_in(["cancelled", "expired"]))
-    assert ended.height == len(strat.cancelled)
-    assert log.filter(pl.col("event") == "rejected").height == len(strat.rejected)
-
-
 # --- DAY ------------------------------------------------------------------------------------
 def test_day_limit_unfilled_expires_at_end_of_session(make_bars: Any, run_backtest: Any) -> None:
     # buy limit 95 DAY at 10:00 on day 1; day 1 never trades below 99; day 2's 10:00 bar
@@ -85,7 +69,7 @@ def test_day_limit_unfilled_expires_at_end_of_session(make_bars: Any, run_backte
     assert order.status is OrderStatus.EXPIRED
     assert strat.cancelled == [(order, "expired: DAY order not filled by the end of its session")]
     assert _events(result, order) == [(_ts(4, 1), "submitted"), (_ts(4, 12), "expired")]
-    _check_reports(result, strat)
+    check_order_reports(result, strat)
 
 
 def test_day_limit_reached_in_session_fills(make_bars: Any, run_backtest: Any) -> None:
@@ -126,7 +110,7 @@ def test_day_order_partially_filled_remainder_expires_at_session_end(
     ]
     assert result.portfolio_df["num_positions"][-1] == 1
     assert strat.cancelled == [(order, "expired: DAY order not filled by the end of its session")]
-    _check_reports(result, strat)
+    check_order_reports(result, strat)
 
 
 def test_day_order_on_daily_bars_works_for_next_bar_only(
@@ -143,7 +127,7 @@ def test_day_order_on_daily_bars_works_for_next_bar_only(
     result, strat = run_backtest(_bars(rows, make_bars), on_bar)
     assert result.fills_df.height == 0
     assert _events(result, strat.state["o"]) == [(_day(0), "submitted"), (_day(1), "expired")]
-    _check_reports(result, strat)
+    check_order_reports(result, strat)
 
 
 # --- IOC ------------------------------------------------------------------------------------
@@ -171,7 +155,7 @@ def test_ioc_partial_under_volume_limit_cancels_remainder(
         (_day(1), "cancelled"),
     ]
     assert result.trades_df["quantity"].to_list() == [100.0]
-    _check_reports(result, strat)
+    check_order_reports(result, strat)
 
 
 def test_ioc_limit_not_marketable_is_cancelled_on_first_bar(
@@ -190,7 +174,7 @@ def test_ioc_limit_not_marketable_is_cancelled_on_first_bar(
     assert order.status is OrderStatus.CANCELLED
     assert strat.cancelled == [(order, "cancelled: IOC order not marketable on its first bar")]
     assert _events(result, order) == [(_day(0), "submitted"), (_day(1), "cancelled")]
-    _check_reports(result, strat)
+    check_order_reports(result, strat)
 
 
 def test_ioc_limit_marketable_fills_completely(
@@ -239,7 +223,7 @@ def test_fok_under_volume_limit_fills_all_or_is_cancelled(
             (order, "cancelled: FOK order for 150 but the volume limit allows 100 on this bar")
         ]
         assert _events(result, order) == [(_day(0), "submitted"), (_day(1), "cancelled")]
-    _check_reports(result, strat)
+    check_order_reports(result, strat)
 
 
 def test_fok_limit_not_marketable_is_cancelled(
@@ -256,7 +240,7 @@ def test_fok_limit_not_marketable_is_cancelled(
     assert strat.cancelled == [
         (strat.state["o"], "cancelled: FOK order not marketable on its first bar")
     ]
-    _check_reports(result, strat)
+    check_order_reports(result, strat)
 
 
 def test_fok_is_rejected_not_resized_when_cash_is_short(
@@ -273,7 +257,7 @@ def test_fok_is_rejected_not_resized_when_cash_is_short(
     assert result.fills_df.height == 0
     assert strat.state["o"].status is OrderStatus.REJECTED
     assert "insufficient cash" in strat.rejected[0][1]
-    _check_reports(result, strat)
+    check_order_reports(result, strat)
 
 
 # --- GTD ------------------------------------------------------------------------------------
@@ -311,7 +295,7 @@ def test_gtd_date_works_through_that_day_and_expires_the_bar_after(
             (order, f"expired: GTD order past its expire_at {expire_at}"),
         ]
         assert _events(result, order) == [(_day(0), "submitted"), (_day(3), "expired")]
-    _check_reports(result, strat)
+    check_order_reports(result, strat)
 
 
 @pytest.mark.parametrize(
@@ -352,7 +336,7 @@ def test_gtd_datetime_works_through_that_time_and_expires_the_bar_after(
         assert order.status is OrderStatus.EXPIRED
         assert _events(result, order) == [(_ts(4, 0), "submitted"), (expired_at, "expired")]
         assert len(strat.cancelled) == 1 and "expired: GTD" in strat.cancelled[0][1]
-    _check_reports(result, strat)
+    check_order_reports(result, strat)
 
 
 def test_gtd_expired_parent_cancels_its_oto_child(
@@ -380,4 +364,4 @@ def test_gtd_expired_parent_cancels_its_oto_child(
         (child.order_id, f"cancelled: parent order {parent.order_id} ended unfilled (expired)"),
     ]
     assert _events(result, child)[-1] == (_day(2), "cancelled")
-    _check_reports(result, strat)
+    check_order_reports(result, strat)

@@ -47,7 +47,6 @@ class AccountEvents:
         self.peak = broker.portfolio.initial_cash
         self.halted = False
         self.margin_calls = 0
-        self.in_call = False
 
     # --- sessions -----------------------------------------------------------------------
     def start_session(self, ts: int, day: int) -> None:
@@ -156,7 +155,7 @@ class AccountEvents:
                     f"(max_drawdown {limits.max_drawdown:g}); orders that add exposure are "
                     "rejected from now on"
                 )
-        if self.broker._margin_watch and pf.held and not self.in_call:
+        if self.broker._margin_watch and pf.held and not self._liquidating():
             equity, need = self.margin.deficit()
             if equity < need:
                 self._margin_call(equity, need)
@@ -164,7 +163,6 @@ class AccountEvents:
     def _margin_call(self, equity: float, need: float) -> None:
         broker = self.broker
         self.margin_calls += 1
-        self.in_call = True
         plan = self.margin.liquidation_plan(broker.margin_call)
         note = (
             f"margin call: equity {equity:,.2f} below maintenance requirement {need:,.2f}; "
@@ -183,6 +181,6 @@ class AccountEvents:
             order._managed = "margin_call"
             broker._accept(order, code)
 
-    def margin_call_done(self) -> None:
-        """Allow the next margin call once the liquidation orders are finished."""
-        self.in_call = any(o._managed == "margin_call" for o in self.broker._pending)
+    def _liquidating(self) -> bool:
+        """Return True while a margin call's liquidation orders are still working."""
+        return any(o._managed == "margin_call" and o.status.is_open for o in self.broker._pending)

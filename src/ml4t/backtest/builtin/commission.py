@@ -223,7 +223,7 @@ class PerShareCommission:
         )
 
 
-class IBKRFixedCommission:
+class IBKRFixedCommission(PerShareCommission):
     """Interactive Brokers' fixed pricing for US stocks (commission part).
 
     ``max(minimum, per_share * quantity)`` capped at ``maximum_rate * quantity * price``,
@@ -244,32 +244,10 @@ class IBKRFixedCommission:
         self, per_share: float = 0.005, minimum: float = 1.0, maximum_rate: float | None = 0.01
     ) -> None:
         self.per_share = non_negative_number("IBKRFixedCommission per_share", per_share)
-        self.minimum = non_negative_number("IBKRFixedCommission minimum", minimum)
-        self.maximum_rate = _optional_rate("IBKRFixedCommission maximum_rate", maximum_rate)
-
-    def calculate(self, quantity: float, price: float) -> float:
-        """Return ``max(minimum, per_share * quantity)``, capped by ``maximum_rate``."""
-        charge = max(self.minimum, self.per_share * quantity)
-        return _capped(charge, self.maximum_rate, quantity * price)
-
-    def calculate_partial(
-        self,
-        quantity: float,
-        price: float,
-        filled_before: float,
-        paid_before: float,
-        notional_before: float | None = None,
-    ) -> float:
-        """Return the commission for a later fill of one order (minimum and cap per order)."""
-        return _per_unit_partial(
+        super().__init__(
             self.per_share,
-            self.minimum,
-            self.maximum_rate,
-            quantity,
-            price,
-            filled_before,
-            paid_before,
-            notional_before,
+            non_negative_number("IBKRFixedCommission minimum", minimum),
+            _optional_rate("IBKRFixedCommission maximum_rate", maximum_rate),
         )
 
     def __repr__(self) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from ..core.assets import round_price
+from ..core.assets import round_price, round_to_lot
 from ..core.data import PRICE_COLUMNS, Chunk
 from ..core.events import FillEvent
 from ..core.orders import Order, OrderStatus, OrderType, TimeInForce
@@ -352,15 +352,15 @@ class FillEngine:
                 )
         limits = self._limits
         if limits is not None:
-            _, gross = pf.mark()
-            signed_net = self._signed_net()
+            net, gross = pf.mark()  # one pass: futures count their P&L in net, so
+            signed = self._signed_net() if pf.any_multiplier else net  # re-sum notionals
             q, text = limits.max_quantity(
                 old=held,
                 side=side,
                 unit_value=price * pf.mult[code],
-                equity=pf.equity(),
+                equity=pf.cash + pf.accrued + net,
                 gross=gross,
-                net=signed_net,
+                net=signed,
                 num_positions=len(pf.held),
                 halted=self._events.halted,
             )
@@ -423,9 +423,7 @@ class FillEngine:
 
     def _round_lot(self, code: int, q: float) -> float:
         lot = self._lot[code]
-        if lot <= 0:
-            return q
-        return math.floor(q / lot + 1e-9) * lot
+        return round_to_lot(q, lot) if lot > 0 else q
 
     def round_quantity(self, asset_id: str, quantity: float) -> float:
         """Round a positive quantity down to the asset's lot (whole units if not fractional)."""

@@ -49,8 +49,6 @@ class OrderLinks:
     _pending: list[Order]
     _tick: list[float]
 
-    _events: Any
-
     def _setup_links(self, asset_ids: Sequence[str]) -> None:
         self._exit_rules: dict[int, ExitRules | None] = {}
         self._exit_groups: dict[int, list[Order]] = {}
@@ -165,9 +163,7 @@ class OrderLinks:
                     )
         if order.children and not order.status.is_open:
             self._activate_children(order, ts)
-        if order._managed == "margin_call" and not order.status.is_open:
-            self._events.margin_call_done()
-        rules = self._exit_rules.get(code, self.exits) if code in self._exit_rules else self.exits
+        rules = self._exit_rules.get(code, self.exits)
         if rules is not None or code in self._exit_groups:
             self._sync_exits(code, old, new, ts, index, rules)
 
@@ -185,8 +181,6 @@ class OrderLinks:
                             f"cancelled: parent order {order.order_id} ended unfilled "
                             f"({order.status.value})",
                         )
-        if order._managed == "margin_call":
-            self._events.margin_call_done()
 
     def _activate_children(self, parent: Order, ts: int | None) -> None:
         clock = getattr(self, "_clock", None)

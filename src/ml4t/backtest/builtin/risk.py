@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import ConfigError
 from .accounts import qty_for_abs_cap
@@ -189,34 +189,30 @@ class RiskLimits:
 
 
 def as_exit_rules(spec: Any, where: str = "exits") -> ExitRules | None:
-    """Return ``spec`` (ExitRules, mapping or None) as :class:`ExitRules` or None."""
-    if spec is None or isinstance(spec, ExitRules):
-        return spec if spec is None or spec.active else None
-    if not isinstance(spec, Mapping):
-        raise ConfigError(f"{where}: expected a mapping of exit rules, got {spec!r}")
-    known = {f.name for f in fields(ExitRules)}
-    unknown = set(spec) - known
-    if unknown:
-        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}; known: {sorted(known)}")
-    try:
-        rules = ExitRules(**spec)
-    except ConfigError as exc:
-        raise ConfigError(f"{where}: {exc}") from exc
-    return rules if rules.active else None
+    """Return ``spec`` (ExitRules, mapping or None) as :class:`ExitRules`, None if empty."""
+    return _parse(ExitRules, spec, where, "exit rules")
 
 
 def as_risk_limits(spec: Any, where: str = "risk_limits") -> RiskLimits | None:
-    """Return ``spec`` (RiskLimits, mapping or None) as :class:`RiskLimits` or None."""
-    if spec is None or isinstance(spec, RiskLimits):
-        return spec if spec is None or spec.active else None
-    if not isinstance(spec, Mapping):
-        raise ConfigError(f"{where}: expected a mapping of risk limits, got {spec!r}")
-    known = {f.name for f in fields(RiskLimits)}
-    unknown = set(spec) - known
-    if unknown:
-        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}; known: {sorted(known)}")
-    try:
-        limits = RiskLimits(**spec)
-    except ConfigError as exc:
-        raise ConfigError(f"{where}: {exc}") from exc
-    return limits if limits.active else None
+    """Return ``spec`` (RiskLimits, mapping or None) as :class:`RiskLimits`, None if empty."""
+    return _parse(RiskLimits, spec, where, "risk limits")
+
+
+_Rules = TypeVar("_Rules", ExitRules, RiskLimits)
+
+
+def _parse(cls: type[_Rules], spec: Any, where: str, what: str) -> _Rules | None:
+    if spec is None:
+        return None
+    if not isinstance(spec, cls):
+        if not isinstance(spec, Mapping):
+            raise ConfigError(f"{where}: expected a mapping of {what}, got {spec!r}")
+        known = {f.name for f in fields(cls)}
+        unknown = set(spec) - known
+        if unknown:
+            raise ConfigError(f"{where}: unknown keys {sorted(unknown)}; known: {sorted(known)}")
+        try:
+            spec = cls(**spec)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from exc
+    return spec if spec.active else None

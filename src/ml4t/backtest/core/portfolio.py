@@ -14,6 +14,7 @@ from array import array
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .assets import round_to_lot
 from .trades import TradeTracker
 
 __all__ = ["Portfolio"]
@@ -273,11 +274,7 @@ class Portfolio:
         """
         old = self.qty[code]
         exact = old * ratio
-        if lot > 0:
-            units = math.floor(abs(exact) / lot + 1e-9)
-            new = math.copysign(units * lot, exact) if units else 0.0
-        else:
-            new = exact
+        new = round_to_lot(exact, lot) if lot > 0 else exact
         remainder = exact - new
         adj_price = price_before / ratio
         cash = remainder * adj_price * self.mult[code]

@@ -169,17 +169,9 @@ class Strategy:
         ``"market_on_close"`` pick those. ``expire_at`` (with ``time_in_force="gtd"``)
         sets a good-till-date expiry.
         """
+        side = OrderSide.BUY
         return self.submit_order(
-            _make(
-                asset_id,
-                OrderSide.BUY,
-                quantity,
-                limit_price,
-                stop_price,
-                time_in_force,
-                tag,
-                kwargs,
-            )
+            _make(asset_id, side, quantity, limit_price, stop_price, time_in_force, tag, kwargs)
         )
 
     def sell(
@@ -193,17 +185,9 @@ class Strategy:
         **kwargs: Any,
     ) -> Order:
         """Sell ``quantity`` units; the order type follows from the prices as in :meth:`buy`."""
+        side = OrderSide.SELL
         return self.submit_order(
-            _make(
-                asset_id,
-                OrderSide.SELL,
-                quantity,
-                limit_price,
-                stop_price,
-                time_in_force,
-                tag,
-                kwargs,
-            )
+            _make(asset_id, side, quantity, limit_price, stop_price, time_in_force, tag, kwargs)
         )
 
     def buy_bracket(
@@ -224,17 +208,9 @@ class Strategy:
         ``stop_loss`` / ``take_profit``, which become the trade's ``exit_reason``.
         Returns ``(entry, stop, take_profit)``.
         """
-        entry = _make(
-            asset_id,
-            OrderSide.BUY,
-            quantity,
-            limit_price,
-            None,
-            kwargs.pop("time_in_force", TimeInForce.GTC),
-            tag,
-            kwargs,
+        return self._bracket(
+            OrderSide.BUY, asset_id, quantity, stop_loss, take_profit, limit_price, tag, kwargs
         )
-        return self._bracket(entry, stop_loss, take_profit)
 
     def sell_bracket(
         self,
@@ -247,21 +223,23 @@ class Strategy:
         **kwargs: Any,
     ) -> tuple[Order, Order | None, Order | None]:
         """Sell (short) with a buy stop-loss above and/or a buy take-profit below."""
-        entry = _make(
-            asset_id,
-            OrderSide.SELL,
-            quantity,
-            limit_price,
-            None,
-            kwargs.pop("time_in_force", TimeInForce.GTC),
-            tag,
-            kwargs,
+        return self._bracket(
+            OrderSide.SELL, asset_id, quantity, stop_loss, take_profit, limit_price, tag, kwargs
         )
-        return self._bracket(entry, stop_loss, take_profit)
 
     def _bracket(
-        self, entry: Order, stop_loss: float | None, take_profit: float | None
+        self,
+        side: OrderSide,
+        asset_id: str,
+        quantity: float,
+        stop_loss: float | None,
+        take_profit: float | None,
+        limit_price: float | None,
+        tag: str | None,
+        kwargs: dict[str, Any],
     ) -> tuple[Order, Order | None, Order | None]:
+        tif = kwargs.pop("time_in_force", TimeInForce.GTC)
+        entry = _make(asset_id, side, quantity, limit_price, None, tif, tag, kwargs)
         self._snapshot(entry)
         result: tuple[Order, Order | None, Order | None] = self._broker.submit_bracket(
             entry, stop_loss, take_profit

@@ -9,6 +9,12 @@ runner. The same helpers are served as pytest fixtures by
 from __future__ import annotations
 
 from .data import make_bars, make_long_bars
-from .stubs import ScriptedStrategy, run_backtest
+from .stubs import ScriptedStrategy, check_order_reports, run_backtest
 
-__all__ = ["ScriptedStrategy", "make_bars", "make_long_bars", "run_backtest"]
+__all__ = [
+    "ScriptedStrategy",
+    "check_order_reports",
+    "make_bars",
+    "make_long_bars",
+    "run_backtest",
+]

@@ -104,3 +104,23 @@ def run_backtest(
         autoload_plugins=autoload_plugins,
     )
     return engine.run(), strat
+
+
+def check_order_reports(result: BacktestResult, strategy: ScriptedStrategy) -> None:
+    """Assert that rejections and cancellations reached the strategy and ``orders_df`` alike.
+
+    Every ``on_order_rejected`` / ``on_order_cancelled`` call recorded by ``strategy`` has
+    exactly one matching ``rejected`` / ``cancelled``-or-``expired`` row in
+    ``result.orders_df`` with the same, non-empty reason (also set on the order), and
+    ``orders_df`` has no such rows the strategy was not told about.
+    """
+    log = result.orders_df
+    ended = pl.col("event").is_in(["cancelled", "expired"])
+    rejected = pl.col("event") == "rejected"
+    for calls, event in ((strategy.cancelled, ended), (strategy.rejected, rejected)):
+        for order, reason in calls:
+            rows = log.filter((pl.col("order_id") == order.order_id) & event)
+            assert rows["reason"].to_list() == [reason], (order, reason, rows)
+            assert reason and order.reason == reason, (order, reason)
+    assert log.filter(ended).height == len(strategy.cancelled)
+    assert log.filter(rejected).height == len(strategy.rejected)
