@@ -125,26 +125,33 @@ class ExecutionConfig(_Frozen):
     """The ``execution`` section: broker, cost models and fill settings."""
 
     broker: Spec = "simulation"
+    preset: Literal["vectorbt", "backtrader", "zipline"] | None = None
     commission: Spec | None = None
     slippage: Spec | None = None
     impact: Spec | None = None
-    fill_timing: Literal["next_bar_open", "same_bar_close"] | None = None
+    fill_timing: Literal["next_bar_open", "same_bar_close", "next_bar_close"] | None = None
     fractional: bool | None = None
     allow_short: bool | None = None
-    cash_policy: Literal["reject", "resize"] | None = None
-    account: Literal["cash", "margin"] | None = None
+    cash_policy: Literal["reject", "resize", "allow"] | None = None
+    account: Literal["cash", "simple", "margin"] | None = None
     initial_margin: float | None = None
     maintenance_margin: float | None = None
     max_leverage: float | None = None
     borrow_rate: float | None = None
     margin_call: Literal["liquidate", "liquidate_all"] | None = None
     volume_limit: float | None = None
-    intrabar: Literal["conservative", "high_first", "low_first", "nearest"] | None = None
+    intrabar: Literal["conservative", "high_first", "low_first", "nearest", "close_only"] | None = (
+        None
+    )
     trail_reference: Literal["high_low", "close"] | None = None
     assets: str | dict[str, dict[str, Any]] | None = None
     corporate_actions: str | None = None
     exits: dict[str, Any] | None = None
     risk_limits: dict[str, Any] | None = None
+    exit_base: Literal["fill_price", "bar_close"] | None = None
+    exit_slippage: bool | None = None
+    one_order_per_bar: bool | None = None
+    slippage_within_bar: bool | None = None
 
 
 class ReportingConfig(_Frozen):
@@ -290,6 +297,10 @@ BROKER_KEYS = (
     "volume_limit",
     "intrabar",
     "trail_reference",
+    "exit_base",
+    "exit_slippage",
+    "one_order_per_bar",
+    "slippage_within_bar",
 )
 
 
@@ -373,6 +384,7 @@ def engine_from_config(
     is read; then the strategy is imported, the feed built through ``ml4t_make_feed`` and
     the broker through ``ml4t_make_broker``.
     """
+    from .builtin.presets import preset_settings
     from .core.context import Context
     from .core.engine import BacktestEngine
 
@@ -383,10 +395,14 @@ def engine_from_config(
     ex = cfg.execution
     params: dict[str, Any] = {"initial_cash": cfg.backtest.initial_capital}
     try:
+        preset = {} if ex.preset is None else preset_settings(ex.preset)
         for kind in ("commission", "slippage", "impact"):
             spec = getattr(ex, kind)
             if spec is not None:
                 params[kind] = reg.create(kind, _spec(spec), where=f"execution.{kind}")
+            elif kind in preset:
+                params[kind] = reg.create(kind, preset[kind], where=f"execution.preset.{kind}")
+        params.update({k: v for k, v in preset.items() if k in BROKER_KEYS})
         for key in BROKER_KEYS:
             if getattr(ex, key) is not None:
                 params[key] = getattr(ex, key)

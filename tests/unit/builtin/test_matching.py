@@ -61,8 +61,13 @@ def test_bar_path_nearest_tie_falls_back_to_conservative() -> None:
     assert bar_path(100.0, 102.0, 98.0, 100.0, -1, "nearest") == (100.0, 98.0, 102.0, 100.0)
 
 
-def test_intrabar_modes_lists_the_four_modes() -> None:
-    assert INTRABAR_MODES == ("conservative", "high_first", "low_first", "nearest")
+def test_intrabar_modes_lists_the_five_modes() -> None:
+    assert INTRABAR_MODES == ("conservative", "high_first", "low_first", "nearest", "close_only")
+
+
+@pytest.mark.parametrize("side", [1, -1])
+def test_bar_path_close_only_is_the_close_four_times(side: int) -> None:
+    assert bar_path(100.0, 106.0, 99.0, 101.0, side, "close_only") == (101.0,) * 4
 
 
 # --- touch ----------------------------------------------------------------------------------

@@ -1,9 +1,14 @@
 """Account rules of the simulation broker: buying power, margin, margin calls.
 
-Two account types:
+Three account types:
 
 ``"cash"``
     Buys are paid in full from cash (commission included); no shorting, no borrowing.
+``"simple"``
+    Buys are paid in full from cash; short sales are not limited and credit their
+    proceeds to cash; no margin requirement and no margin calls. This is how Backtrader's
+    default broker (``shortcash=True``) and VectorBT account for shorts, and what their
+    presets use.
 ``"margin"``
     Positions need equity of ``initial_margin`` times their market value when they are
     opened or grown (0.5 = Reg T, so at most 2x gross leverage); cash may go negative
@@ -29,7 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ACCOUNT_TYPES", "MARGIN_CALL_POLICIES", "MarginBook", "qty_for_abs_cap"]
 
-ACCOUNT_TYPES = ("cash", "margin")
+ACCOUNT_TYPES = ("cash", "simple", "margin")
 MARGIN_CALL_POLICIES = ("liquidate", "liquidate_all")
 
 
@@ -53,7 +58,7 @@ class MarginBook:
     pf : Portfolio
     assets : AssetArrays
         Per-asset margins (NaN = the account default) and the futures flags.
-    account : {"cash", "margin"}
+    account : {"cash", "simple", "margin"}
     initial_margin, maintenance_margin : float
         Account fractions of market value for non-futures positions.
     """

@@ -63,6 +63,12 @@ class FillEngine:
     cash_policy: str
     intrabar: str
     fractional: bool
+    fill_timing: str
+    exit_slippage: bool
+    one_order_per_bar: bool
+    slippage_within_bar: bool
+    _traded_at: dict[int, int]
+    _fill_close: float
     _clock: Clock | None
     _listener: BrokerListener | None
     _cap: float | None
@@ -92,9 +98,10 @@ class FillEngine:
         px = chunk.px
         ranked = []
         mode = self.intrabar
+        next_close = self.fill_timing == "next_bar_close"
         for order, row in todo:
             kind = order.order_type
-            if at_close:
+            if at_close or (next_close and kind is OrderType.MARKET):
                 hit: tuple[float, float, bool] | None = (3.0, px["close"][row], False)
             elif kind is OrderType.MARKET or kind in _AT_OPEN_ONLY:
                 hit = (0.0, px["open"][row], False)
@@ -147,6 +154,13 @@ class FillEngine:
         quantity = order.remaining_quantity
         reason = None
         tif = order.time_in_force
+        if self.one_order_per_bar and self._traded_at.get(code) == ts:
+            self._reject(
+                order,
+                f"one order per bar: {order.asset_id} already traded on this bar "
+                "(one_order_per_bar)",
+            )
+            return
         if self._cap is not None:
             if ts != self._vol_ts:
                 self._vol_ts, self._vol_used = ts, {}
@@ -174,7 +188,7 @@ class FillEngine:
                 quantity = avail
         kind = order.order_type
         impact = 0.0
-        if kind in _NO_SLIP:
+        if kind in _NO_SLIP or (order._managed is not None and not self.exit_slippage):
             price = slipped = base
         else:
             if self._bar_cols:
@@ -192,6 +206,9 @@ class FillEngine:
                     f"{price!r} (missing input data on this bar?)",
                 )
                 return
+            if self.slippage_within_bar:
+                bound = chunk.px["high"][row] if side > 0 else chunk.px["low"][row]
+                price = min(price, bound) if side > 0 else max(price, bound)
             slipped = price
             if self._impact_on:
                 got = self._impact(chunk, row, price, side, quantity)
@@ -264,6 +281,8 @@ class FillEngine:
         )
         if self._cap is not None:
             self._vol_used[code] = self._vol_used.get(code, 0.0) + quantity
+        self._traded_at[code] = ts
+        self._fill_close = chunk.px["close"][row]
         before = order.filled_quantity
         order.filled_quantity = before + quantity
         avg = order.avg_fill_price
@@ -324,7 +343,9 @@ class FillEngine:
         pf = self.portfolio
         best, why = math.inf, ""
         resize = self.cash_policy == "resize"
-        if pf.is_future[code] or self.account == "margin":
+        if self.cash_policy == "allow":
+            pass  # no buying-power check: cash may go negative
+        elif pf.is_future[code] or self.account == "margin":
             equity = pf.equity()
             calc = self.commission_model.calculate
             best = quantity

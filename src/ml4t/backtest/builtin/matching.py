@@ -12,6 +12,9 @@ first:
     Open, high, low, close / open, low, high, close, for every order.
 ``"nearest"``
     The extreme nearer to the open comes first (ties: conservative).
+``"close_only"``
+    The bar is its close: limit and stop orders trigger only if the close reaches their
+    level, and fill at the close (Zipline's rule; its preset uses it).
 
 On that path an order fills at the first point where it is marketable: at the open when
 the bar gaps through its level (a gap through a stop fills at the open, a limit gapped
@@ -30,7 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = ["INTRABAR_MODES", "Match", "bar_path", "match_order", "touch"]
 
-INTRABAR_MODES = ("conservative", "high_first", "low_first", "nearest")
+INTRABAR_MODES = ("conservative", "high_first", "low_first", "nearest", "close_only")
 
 #: (time on the bar's path, base price, stop-limit triggered on this bar)
 Match = tuple[float, float, bool]
@@ -42,6 +45,8 @@ def bar_path(
     o: float, h: float, lo: float, c: float, side: int, mode: str
 ) -> tuple[float, float, float, float]:
     """Return the assumed price path ``(open, first extreme, second extreme, close)``."""
+    if mode == "close_only":
+        return (c, c, c, c)
     if mode == "conservative":
         high_first = side > 0
     elif mode == "high_first":

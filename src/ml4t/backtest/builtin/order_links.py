@@ -16,6 +16,7 @@ This is a mixin of :class:`~ml4t.backtest.builtin.sim_broker.SimulationBroker`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -207,6 +208,7 @@ class OrderLinks:
         self._exit_rules[code] = parsed
         q = self.portfolio.qty[code]
         if q != 0:
+            self._fill_close = math.nan  # measured from the latest close, not a fill
             clock = self._clock  # type: ignore[attr-defined]
             self._sync_exits(code, 0.0, q, clock.now_ns, clock.now_index, parsed, restart=True)
 
@@ -241,7 +243,7 @@ class OrderLinks:
             return
         assert group is not None
         grew = abs(new) > abs(old)
-        avg = self.portfolio.avg_cost[code]
+        avg = self._exit_base(code)
         d = 1 if new > 0 else -1
         for o in group:
             if not o.status.is_open:
@@ -252,13 +254,20 @@ class OrderLinks:
             elif grew and o._managed == "take_profit" and rules.take_profit is not None:
                 o.limit_price = self._level(code, avg * (1 + d * rules.take_profit), d)
 
+    def _exit_base(self, code: int) -> float:
+        """Return the price position exits are measured from (see ``exit_base``)."""
+        if self.exit_base == "bar_close":  # type: ignore[attr-defined]
+            close: float = self._fill_close  # type: ignore[attr-defined]
+            return close if close == close else self.portfolio.price_of(code)
+        return float(self.portfolio.avg_cost[code])
+
     def _level(self, code: int, price: float, direction: int) -> float:
         return round_price(price, self._tick[code], direction)
 
     def _place_exits(self, code: int, position: float, rules: ExitRules) -> list[Order]:
         pf = self.portfolio
         asset = pf.asset_ids[code]
-        avg = pf.avg_cost[code]
+        avg = self._exit_base(code)
         d = 1 if position > 0 else -1
         side = OrderSide.SELL if d > 0 else OrderSide.BUY
         qty = abs(position)

@@ -3,7 +3,8 @@
 Per timestamp the engine calls :meth:`SimulationBroker.process_open` before the strategy
 sees the bar and :meth:`SimulationBroker.process_close` after it. Orders placed while
 handling bar *t* fill against bar *t+1* by default (market orders at its open), or at bar
-*t*'s close with ``fill_timing="same_bar_close"``. Within one phase, orders that reduce a
+*t*'s close with ``fill_timing="same_bar_close"``, or at bar *t+1*'s close with
+``"next_bar_close"``. Within one phase, orders that reduce a
 position are filled before orders that open or grow one, so freed cash can be reused;
 among the rest, the order the bar's assumed price path reaches first fills first
 (see :mod:`.matching`). Account rules live in :mod:`.accounts`, per-session events in
@@ -37,6 +38,7 @@ from .impact import NoImpact
 from .matching import INTRABAR_MODES
 from .order_entry import OrderEntry
 from .order_links import OrderLinks
+from .presets import preset_settings
 from .risk import as_exit_rules, as_risk_limits
 from .slippage import NoSlippage
 
@@ -45,8 +47,9 @@ if TYPE_CHECKING:
 
 __all__ = ["SimulationBroker", "ml4t_make_broker", "ml4t_register_brokers"]
 
-FILL_TIMINGS = ("next_bar_open", "same_bar_close")
-CASH_POLICIES = ("reject", "resize")
+FILL_TIMINGS = ("next_bar_open", "same_bar_close", "next_bar_close")
+CASH_POLICIES = ("reject", "resize", "allow")
+EXIT_BASES = ("fill_price", "bar_close")
 TRAIL_REFERENCES = ("high_low", "close")
 _EPS = 1e-9
 _NO_SLIP = (OrderType.LIMIT, OrderType.STOP_LIMIT)
@@ -70,19 +73,21 @@ class SimulationBroker(OrderEntry, FillEngine, OrderLinks):
         A model object (``PercentageCommission(0.001)``), a registry name (``"per_share"``,
         or the class name) or ``{"model": "per_share", "params": {...}}``; names resolve
         through the plugin registry (``ml4t-backtest plugins`` lists them). Default: none.
-    fill_timing : {"next_bar_open", "same_bar_close"}
-        When market orders fill: the next bar's open (default) or the signal bar's close.
+    fill_timing : {"next_bar_open", "same_bar_close", "next_bar_close"}
+        When market orders fill: the next bar's open (default), the signal bar's close, or
+        the next bar's close (filled before the strategy sees that bar, as in Zipline).
     fractional : bool, default True
         Allow fractional quantities. With False, quantities are whole units (or the
         asset's lot size) and sizing helpers round down.
     allow_short : bool, optional
-        Allow sells beyond the position. Defaults to True for a margin account and
-        False for a cash account, which cannot short.
-    cash_policy : {"reject", "resize"}
+        Allow sells beyond the position. Defaults to True for margin and simple accounts
+        and False for a cash account, which cannot short.
+    cash_policy : {"reject", "resize", "allow"}
         What to do with an order the account cannot afford at fill time (cash in a cash
-        account, initial margin in a margin account): reject it, or shrink it to what it
-        can afford, commission included.
-    account : {"cash", "margin"}
+        or simple account, initial margin in a margin account): reject it, shrink it to
+        what it can afford, commission included, or fill it anyway and let cash go
+        negative (no buying-power check at all, as in Zipline).
+    account : {"cash", "simple", "margin"}
         Account type (see :mod:`ml4t.backtest.builtin.accounts`).
     initial_margin, maintenance_margin : float
         Margin account fractions of position value (defaults 0.5 and 0.25).
@@ -98,7 +103,7 @@ class SimulationBroker(OrderEntry, FillEngine, OrderLinks):
         At most this fraction of a bar's volume is filled per asset per bar; the rest of
         an order is carried to later bars as partial fills. A slippage model with a
         ``volume_limit`` attribute (``VolumeShareSlippage``) caps it too.
-    intrabar : {"conservative", "high_first", "low_first", "nearest"}
+    intrabar : {"conservative", "high_first", "low_first", "nearest", "close_only"}
         Assumed order of a bar's high and low (see :mod:`ml4t.backtest.builtin.matching`).
     trail_reference : {"high_low", "close"}
         How trailing stops follow the price: by each bar's high (low for buy stops),
@@ -113,6 +118,21 @@ class SimulationBroker(OrderEntry, FillEngine, OrderLinks):
         position; strategies can set them per asset with ``set_exits``.
     risk_limits : RiskLimits or mapping, optional
         Portfolio limits checked on each fill that adds exposure.
+    exit_base : {"fill_price", "bar_close"}
+        What the position exits' fractions apply to: the position's average fill price
+        (default) or the close of the bar the entry filled on (VectorBT's
+        ``stop_entry_price="close"``).
+    exit_slippage : bool, default True
+        Apply slippage to position-exit fills (stop-loss, trailing stop). VectorBT fills
+        its stop exits at the stop price without slippage.
+    one_order_per_bar : bool, default False
+        At most one fill per asset per bar: a later order for an asset that already
+        traded on the bar is rejected (VectorBT: a stop exit wins over the bar's signal).
+    slippage_within_bar : bool, default False
+        Cap a slipped price at the bar's high (buys) or low (sells), as Backtrader's
+        ``slip_match`` does.
+
+    Use :meth:`preset` for the settings that reproduce VectorBT, Backtrader or Zipline.
 
     Notes
     -----
@@ -145,6 +165,10 @@ class SimulationBroker(OrderEntry, FillEngine, OrderLinks):
         corporate_actions: Any = None,
         exits: Any = None,
         risk_limits: Any = None,
+        exit_base: str = "fill_price",
+        exit_slippage: bool = True,
+        one_order_per_bar: bool = False,
+        slippage_within_bar: bool = False,
     ) -> None:
         initial_cash = float(initial_cash)
         if not math.isfinite(initial_cash) or initial_cash <= 0:
@@ -155,8 +179,9 @@ class SimulationBroker(OrderEntry, FillEngine, OrderLinks):
         _choice("margin_call", margin_call, MARGIN_CALL_POLICIES)
         _choice("intrabar", intrabar, INTRABAR_MODES)
         _choice("trail_reference", trail_reference, TRAIL_REFERENCES)
+        _choice("exit_base", exit_base, EXIT_BASES)
         if allow_short is None:
-            allow_short = account == "margin"
+            allow_short = account != "cash"
         if allow_short and account == "cash":
             raise ConfigError(
                 "allow_short: a cash account cannot sell short; use account='margin' "
@@ -207,6 +232,10 @@ class SimulationBroker(OrderEntry, FillEngine, OrderLinks):
         )
         self.exits = as_exit_rules(exits)
         self.risk_limits = as_risk_limits(risk_limits)
+        self.exit_base = exit_base
+        self.exit_slippage = bool(exit_slippage)
+        self.one_order_per_bar = bool(one_order_per_bar)
+        self.slippage_within_bar = bool(slippage_within_bar)
         self.has_pending = False
         self._pending: list[Order] = []
         self._next_id = 0
@@ -214,6 +243,25 @@ class SimulationBroker(OrderEntry, FillEngine, OrderLinks):
         self._clock: Clock | None = None
         self.order_log: list[tuple[Any, ...]] = []
         self.portfolio = Portfolio(initial_cash, [])
+
+    @classmethod
+    def preset(
+        cls, name: str, initial_cash: float = 100_000.0, **overrides: Any
+    ) -> SimulationBroker:
+        """Return a broker with the settings of preset ``name``; ``overrides`` win.
+
+        ``"vectorbt"``, ``"backtrader"`` and ``"zipline"`` reproduce those frameworks'
+        fill conventions (see :mod:`ml4t.backtest.builtin.presets` and
+        ``docs/presets.md``). Cost models are part of a preset only where the framework
+        has non-zero defaults (Zipline); pass ``commission=``/``slippage=`` to change them.
+
+        Examples
+        --------
+        >>> broker = SimulationBroker.preset("vectorbt", initial_cash=10_000, commission=None)
+        >>> broker.fill_timing
+        'same_bar_close'
+        """
+        return cls(initial_cash, **preset_settings(name, **overrides))
 
     def resolve_models(
         self, registry: PluginRegistry | None, only_given: bool = False, **specs: Any
@@ -266,6 +314,10 @@ class SimulationBroker(OrderEntry, FillEngine, OrderLinks):
             "corporate_actions": repr(self.corporate_actions),
             "exits": None if self.exits is None else self.exits.to_dict(),
             "risk_limits": None if self.risk_limits is None else self.risk_limits.to_dict(),
+            "exit_base": self.exit_base,
+            "exit_slippage": self.exit_slippage,
+            "one_order_per_bar": self.one_order_per_bar,
+            "slippage_within_bar": self.slippage_within_bar,
         }
 
     # --- set-up -------------------------------------------------------------------------
@@ -301,6 +353,8 @@ class SimulationBroker(OrderEntry, FillEngine, OrderLinks):
         self.order_log = []
         self._vol_ts = -1
         self._vol_used: dict[int, float] = {}
+        self._traded_at: dict[int, int] = {}
+        self._fill_close = math.nan
         cap = getattr(self.slippage_model, "volume_limit", None)
         caps = [x for x in (self.volume_limit, cap) if isinstance(x, int | float)]
         self._cap = min(caps) if caps else None
