@@ -10,6 +10,10 @@ Subcommands
 ``plugins [--json] [--hooks]``
     List the plugins this environment loads: name, distribution, version and the named
     models each provides.
+``validate [--frameworks vectorbt,backtrader] [--scenario NAME] [--report PATH]``
+    Run the cross-framework validation matrix of the repository's ``validation/``
+    harness (which ships with a checkout, not with the wheel; ``--root`` points at one)
+    and write its Markdown report. Exits with status 3 when a cell is a mismatch.
 
 Errors raised by ml4t.backtest (:class:`~ml4t.backtest.BacktestError` and subclasses)
 are printed as one line on stderr and exit with status 2, without a traceback; a
@@ -21,6 +25,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import __version__
 from .errors import BacktestError
@@ -80,6 +85,39 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plugins.add_argument("--json", action="store_true", help="print JSON")
     plugins.add_argument("--hooks", action="store_true", help="also list implemented hooks")
+    val = sub.add_parser(
+        "validate",
+        help="compare ml4t.backtest with VectorBT, Backtrader and Zipline, scenario by scenario",
+        description=(
+            "Run each validation scenario through ml4t.backtest (with the framework's preset) "
+            "and through the framework, compare fills, trades and equity, print the matrix "
+            "and write a Markdown report. Needs a checkout of the repository (validation/) "
+            "and the 'validation' extra; zipline runs in its own virtual environment, "
+            "created on first use."
+        ),
+    )
+    val.add_argument(
+        "--frameworks",
+        default="vectorbt,backtrader",
+        help="comma-separated: vectorbt, backtrader, zipline (default: vectorbt,backtrader)",
+    )
+    val.add_argument(
+        "--scenario",
+        action="append",
+        metavar="NAME",
+        help="run only this scenario (repeatable; default: all)",
+    )
+    val.add_argument(
+        "--report",
+        metavar="PATH",
+        default=None,
+        help="Markdown report path (default: validation/REPORT.md in the checkout)",
+    )
+    val.add_argument(
+        "--root", metavar="DIR", default=None, help="repository checkout holding validation/"
+    )
+    val.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    val.add_argument("--quiet", "-q", action="store_true", help="print only the table")
     return parser
 
 
@@ -107,6 +145,32 @@ def _print_plugins(as_json: bool, hooks: bool) -> None:
     widths = [max(len(r[k]) for r in rows) for k in range(3)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r[:3], widths, strict=True)) + "  " + r[3])
+
+
+def _find_checkout(root: str | None) -> Path:
+    from .errors import ConfigError
+
+    candidates = [Path(root)] if root else [Path.cwd(), *Path.cwd().parents]
+    for base in candidates:
+        if (base / "validation" / "harness.py").is_file():
+            return base.resolve()
+    raise ConfigError(
+        "validate: no validation/ harness found "
+        + (f"in {root}" if root else "in the working directory or its parents")
+        + "; it ships with a checkout of the repository, not with the installed package: "
+        "run from the checkout or pass --root"
+    )
+
+
+def _validate(args: argparse.Namespace) -> int:
+    import importlib
+
+    base = _find_checkout(args.root)
+    if str(base) not in sys.path:
+        sys.path.insert(0, str(base))
+    harness_cli = importlib.import_module("validation.cli")
+    status: int = harness_cli.main(args, base)
+    return status
 
 
 def _run(config: str, output: str | None, quiet: bool) -> None:
@@ -150,6 +214,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _run(args.config, args.output, args.quiet)
         elif args.command == "plugins":
             _print_plugins(args.json, args.hooks)
+        elif args.command == "validate":
+            return _validate(args)
         return 0
     except BacktestError as exc:
         notes = "; ".join(getattr(exc, "__notes__", ()))
