@@ -35,6 +35,8 @@ _DUST = 1e-9
 _NO_SLIP = (OrderType.LIMIT, OrderType.STOP_LIMIT)
 _AT_OPEN_ONLY = (OrderType.MARKET_ON_OPEN,)
 _STOPS = (OrderType.STOP, OrderType.TRAILING_STOP)
+#: position exits that fill at a level (``exit_slippage=False`` leaves them unslipped)
+_PRICED_EXITS = ("stop_loss", "take_profit", "trailing_stop")
 
 
 class FillEngine:
@@ -154,7 +156,7 @@ class FillEngine:
         quantity = order.remaining_quantity
         reason = None
         tif = order.time_in_force
-        if self.one_order_per_bar and self._traded_at.get(code) == ts:
+        if self.one_order_per_bar and order._managed is None and self._traded_at.get(code) == ts:
             self._reject(
                 order,
                 f"one order per bar: {order.asset_id} already traded on this bar "
@@ -188,7 +190,7 @@ class FillEngine:
                 quantity = avail
         kind = order.order_type
         impact = 0.0
-        if kind in _NO_SLIP or (order._managed is not None and not self.exit_slippage):
+        if kind in _NO_SLIP or (order._managed in _PRICED_EXITS and not self.exit_slippage):
             price = slipped = base
         else:
             if self._bar_cols:

@@ -123,11 +123,13 @@ class SimulationBroker(OrderEntry, FillEngine, OrderLinks):
         (default) or the close of the bar the entry filled on (VectorBT's
         ``stop_entry_price="close"``).
     exit_slippage : bool, default True
-        Apply slippage to position-exit fills (stop-loss, trailing stop). VectorBT fills
-        its stop exits at the stop price without slippage.
+        Apply slippage to position-exit fills at a level (stop-loss, trailing stop).
+        VectorBT fills its stop exits at the stop price without slippage. Time exits
+        and margin-call liquidations are market orders and always slipped.
     one_order_per_bar : bool, default False
-        At most one fill per asset per bar: a later order for an asset that already
-        traded on the bar is rejected (VectorBT: a stop exit wins over the bar's signal).
+        At most one fill per asset per bar: a later strategy order for an asset that
+        already traded on the bar is rejected (VectorBT: a stop exit wins over the bar's
+        signal). Position exits and liquidations are never rejected by this rule.
     slippage_within_bar : bool, default False
         Cap a slipped price at the bar's high (buys) or low (sells), as Backtrader's
         ``slip_match`` does.
