@@ -146,7 +146,7 @@ def format_table(cells: Sequence[Cell], frameworks: Sequence[str]) -> str:
     names = list(dict.fromkeys(c.scenario for c in cells))
     by = {(c.scenario, c.framework): c for c in cells}
     width = max([len(n) for n in names] + [8])
-    col = 26
+    col = 30
     lines = ["scenario".ljust(width) + "".join(f" | {fw:<{col}}" for fw in frameworks)]
     lines.append("-" * len(lines[0]))
     for n in names:

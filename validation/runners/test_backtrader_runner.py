@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+
 from validation.data import from_rows, real_daily, real_minute
 from validation.runners.backtrader import run
 from validation.scenario import (
@@ -27,19 +28,11 @@ from validation.scenario import (
     TargetWeights,
     Unsupported,
 )
+from validation.scenarios.core import APPENDIX
 
 pytestmark = pytest.mark.validation
 
-ROWS = [  # (open, high, low, close)
-    (100, 101, 99, 100.5),  # bar 0
-    (101, 104, 100, 103),  # bar 1
-    (103, 105, 101, 102),  # bar 2
-    (102, 106, 100, 105),  # bar 3
-    (108, 110, 106, 109),  # bar 4
-    (107, 109, 99, 100),  # bar 5
-    (100, 103, 97, 98),  # bar 6
-    (99, 101, 95, 97),  # bar 7
-]
+ROWS = APPENDIX  # framework-semantics.md, Appendix A: (open, high, low, close)
 BARS = from_rows(ROWS)
 CASH = 10_000.0
 

@@ -28,19 +28,11 @@ from validation.scenario import (
     TargetWeights,
     Unsupported,
 )
+from validation.scenarios.core import APPENDIX
 
 pytestmark = pytest.mark.validation
 
-ROWS = [
-    (100.0, 101.0, 99.0, 100.5),
-    (101.0, 104.0, 100.0, 103.0),
-    (103.0, 105.0, 101.0, 102.0),
-    (102.0, 106.0, 100.0, 105.0),
-    (108.0, 110.0, 106.0, 109.0),
-    (107.0, 109.0, 99.0, 100.0),
-    (100.0, 103.0, 97.0, 98.0),
-    (99.0, 101.0, 95.0, 97.0),
-]
+ROWS = APPENDIX  # framework-semantics.md, Appendix A
 
 
 def bars() -> BarSet:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..scenario import BarSet, OrderSpec, Orders, Signals, TargetWeights
+from ..scenario import BarSet, Orders, OrderSpec, Signals, TargetWeights
 
 __all__ = ["crossover", "fixed_signals", "momentum_top_k", "orders", "short_crossover"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..data import from_rows, real_daily, synthetic
-from ..scenario import BarSet, Costs, Exits, OrderSpec, Orders, Scenario, Sizing
+from ..scenario import BarSet, Costs, Exits, Orders, OrderSpec, Scenario, Sizing
 from ._build import crossover, fixed_signals
 from ._differences import BT_COC_EXITS, BT_COC_SLIP_CAP
 
