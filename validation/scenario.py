@@ -91,6 +91,11 @@ class BarSet:
     def n_bars(self) -> int:
         return len(self.dates)
 
+    @cached_property
+    def row_of(self) -> dict[object, int]:
+        """Map each timestamp (a naive ``datetime``) to its row index."""
+        return {d: k for k, d in enumerate(self.dates.astype("datetime64[us]").tolist())}
+
     def column(self, asset: str) -> int:
         """Return the column index of ``asset``."""
         return self.assets.index(asset)

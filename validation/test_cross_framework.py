@@ -4,7 +4,7 @@ A cell passes when it matches within the scenario's tolerance, or when the scena
 documents why it differs *and* the difference shows (a documented difference that has
 vanished fails as stale). Cells the framework cannot express must say why. Deselect locally
 with ``-m 'not validation'``; Zipline cells run with ``-m zipline``
-(``validation/runners/test_zipline_runner.py`` and ``test_zipline_matrix`` below).
+(``validation/runners/test_zipline_runner.py`` and the last test below).
 """
 
 from __future__ import annotations

@@ -109,8 +109,7 @@ class ScenarioStrategy(Strategy):
     def __init__(self, scenario: Scenario) -> None:
         super().__init__()
         self.scenario = scenario
-        bars = scenario.bars
-        self.index = {d: k for k, d in enumerate(bars.dates.astype("datetime64[us]").tolist())}
+        self.index = scenario.bars.row_of
         self.program = scenario.compiled
         self.seen = -1
         self.orders_by_bar: dict[int, list[Any]] = {}
@@ -171,7 +170,7 @@ class ScenarioStrategy(Strategy):
 
 
 def _result(res: BacktestResult, scenario: Scenario, preset: str) -> RunResult:
-    index = {d: k for k, d in enumerate(scenario.bars.dates.astype("datetime64[us]").tolist())}
+    index = scenario.bars.row_of
     fills = [
         Fill(
             index[row["timestamp"].replace(tzinfo=None)],
