@@ -11,6 +11,7 @@ __all__ = [
     "BacktestError",
     "ConfigError",
     "DataValidationError",
+    "OutsideSessionWarning",
     "PluginError",
     "StrategyError",
 ]
@@ -80,3 +81,7 @@ class PluginError(BacktestError):
         super().__init__(message)
         self.plugin = plugin
         self.distribution = distribution
+
+
+class OutsideSessionWarning(UserWarning):
+    """Bars fall outside the trading calendar's sessions (``outside_sessions="warn"``)."""

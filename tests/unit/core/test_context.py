@@ -106,8 +106,8 @@ def test_context_wide_frame_serves_every_column(make_bars: Any) -> None:
     )
     strategy = _run(make_bars, Context(wide), ["VIX", "SPY"], n=5)
     _assert_series(_column(strategy, "VIX"), [math.nan, 20.0, 20.0, 30.0, 30.0])
-    # a null observation is a NaN value (not "carry the previous one forward")
-    _assert_series(_column(strategy, "SPY"), [math.nan, 400.0, 400.0, math.nan, math.nan])
+    # a null is a missing observation: the as-of value stays the previous one (a gap)
+    _assert_series(_column(strategy, "SPY"), [math.nan, 400.0, 400.0, 400.0, 400.0])
 
 
 def test_context_pandas_frame_accepted(make_bars: Any) -> None:

@@ -15,11 +15,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
+from ..core.asof import AsOfRows
 from ..core.data import PRICE_COLUMNS, RawBlock
 from ..errors import DataValidationError
 from ..hookspecs import hookimpl
 from ..io import FeedSource, read_ohlcv_csv, to_polars
 from ._validation import ASSET, ROW, TS, check_order, first_row_where, validate_rows
+from .signal_data import SignalData, read_signal_data
 
 if TYPE_CHECKING:
     from ..core.data import Feed
@@ -59,6 +61,19 @@ class PolarsDataFeed:
     context_data : DataFrame, optional
         Market-wide columns (VIX, SPY, ...) with a timestamp column, one row per
         timestamp. Served through ``Context`` with as-of semantics.
+    signal_data : DataFrame, LazyFrame, pandas.DataFrame, str or Path, optional
+        Signals at their own, lower frequency (daily predictions beside minute bars):
+        rows of timestamp, asset (``asset_id``/``symbol``; optional for a single-asset
+        feed), value columns and optionally ``available_at``. Stored once and served
+        as-of at each bar: the latest prediction whose timestamp *and* availability time
+        are at or before the bar. Its numeric columns are signals unless
+        ``signal_columns``/``indicator_columns`` name them.
+    available_at : str, optional
+        The availability column of ``signal_data`` (default ``available_at`` when
+        present). A prediction is invisible before it, even if its timestamp is earlier.
+    signal_max_staleness : timedelta or str, optional
+        Serve a ``signal_data`` value only while its timestamp is at most this old
+        (``"3d"``, ``"36h"``); older values read as ``NaN``.
     timestamp_column, asset_column : str, optional
         Override the column names that are detected automatically.
     chunk_size : str, optional
@@ -84,6 +99,9 @@ class PolarsDataFeed:
         indicator_columns: Sequence[str] | None = None,
         asset_columns: Mapping[str, Sequence[str]] | None = None,
         context_data: FeedSource | None = None,
+        signal_data: FeedSource | None = None,
+        available_at: str | None = None,
+        signal_max_staleness: Any = None,
         timestamp_column: str | None = None,
         asset_column: str | None = None,
         chunk_size: str | None = None,
@@ -107,16 +125,37 @@ class PolarsDataFeed:
             schema, timestamp_column, asset_column, asset_id
         )
         self.timezone = _timezone_of(schema[ts_col], ts_col, self.name)
+        sd = (
+            None
+            if signal_data is None
+            else SignalData(signal_data, f"{self.name} signal_data", available_at, asset_column)
+        )
+        if sd is None and (available_at is not None or signal_max_staleness is not None):
+            raise DataValidationError(
+                f"{self.name}: available_at and signal_max_staleness apply to signal_data, "
+                "which is not given"
+            )
         self.indicator_names = tuple(indicator_columns or ())
         if signal_columns is None:
             taken = {ts_col, asset_col, *rename, *self.indicator_names}
             signal_columns = [c for c, t in schema.items() if c not in taken and t.is_numeric()]
+            if sd is not None:
+                signal_columns += [c for c in sd.value_columns if c not in self.indicator_names]
         self.signal_names = tuple(signal_columns)
+        asof_names: list[str] = []
         for col in (*self.signal_names, *self.indicator_names):
+            if sd is not None and col in sd.value_columns:
+                if col in schema:
+                    raise DataValidationError(
+                        f"{self.name}: column {col!r} is in both the bars and signal_data; "
+                        "rename one of them"
+                    )
+                asof_names.append(col)
+                continue
             if col not in schema:
                 raise DataValidationError(
                     f"{self.name}: signal/indicator column {col!r} not found; columns are "
-                    f"{list(schema)}"
+                    f"{list(schema)}" + ("" if sd is None else f" and {sd.value_columns}")
                 )
             if not schema[col].is_numeric() and schema[col] != pl.Boolean:
                 raise DataValidationError(
@@ -128,7 +167,10 @@ class PolarsDataFeed:
             raise DataValidationError(
                 f"{self.name}: a column is listed twice among prices, signals and indicators"
             )
-        self._value_cols = [*self.signal_names, *self.indicator_names]
+        self.asof_names = tuple(asof_names)
+        self._value_cols = [
+            c for c in (*self.signal_names, *self.indicator_names) if c not in self.asof_names
+        ]
         exprs = [
             pl.col(ts_col).cast(pl.Datetime("ns", self.timezone)).dt.epoch("ns").alias(TS),
             *(pl.col(src).cast(pl.Float64).alias(dst) for src, dst in rename.items()),
@@ -145,6 +187,11 @@ class PolarsDataFeed:
             self._scan_lazy()
         else:
             self._load_eager()
+        self._asof: AsOfRows | None = None
+        if sd is not None:
+            self._asof = read_signal_data(
+                sd, self.asof_names, self.asset_ids, asset_id, self.timezone, signal_max_staleness
+            )
 
     # --- set-up -------------------------------------------------------------------
     def _resolve_columns(
@@ -246,9 +293,13 @@ class PolarsDataFeed:
             {c: _f64(df[c]) for c in (*PRICE_COLUMNS, *self._value_cols)},
         )
 
-    def context_frames(self) -> Mapping[str, tuple[np.ndarray, np.ndarray]]:
+    def context_frames(self) -> Mapping[str, tuple[np.ndarray, ...]]:
         """Return the market-wide series carried by ``context_data``."""
         return self._context
+
+    def asof_rows(self) -> AsOfRows | None:
+        """Return the ``signal_data`` rows (local asset codes), or ``None``."""
+        return self._asof
 
     def __repr__(self) -> str:
         return (
@@ -313,14 +364,14 @@ def _parse_chunk(chunk: str | None, source: str) -> str | None:
 
 def _context_series(
     data: FeedSource | None, source: str, timezone: str | None
-) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+) -> dict[str, tuple[np.ndarray, ...]]:
     if data is None:
         return {}
     from ..core.context import series_from_frame
 
     frame = to_polars(data, f"{source} context_data")
     df = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
-    return series_from_frame(df, f"{source} context_data", timezone)
+    return dict(series_from_frame(df, f"{source} context_data", timezone))
 
 
 def csv_feed(

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError, DataValidationError
+from .asof import AsOfColumn, AsOfRows, AsOfTable, BlockAsOf
 from .data import Block, Feed, RawBlock, make_ts_converter, merge_raw_blocks
 
 __all__ = ["Clock"]
@@ -89,10 +90,49 @@ class Clock:
         self.signal_names = tuple(sig)
         self.indicator_names = tuple(ind)
         self.columns = ("open", "high", "low", "close", "volume", *sig, *ind)
+        self.asof: AsOfTable | None = self._asof_table()
+        self.asof_names: tuple[str, ...] = () if self.asof is None else tuple(self.asof.values)
+        self._merge_columns = tuple(c for c in self.columns if c not in self.asof_names)
         self.i = 0
         self.chunk_ts: list[int] = []
         self.base_index = 0
         self.override_ns: int | None = -1
+
+    def _asof_table(self) -> AsOfTable | None:
+        """Combine the feeds' lower-frequency rows (global codes) into one as-of table."""
+        parts: list[AsOfRows] = []
+        for feed, mapping in zip(self.feeds, self._maps, strict=True):
+            get = getattr(feed, "asof_rows", None)
+            rows = get() if get is not None else None
+            if rows is not None:
+                parts.append(
+                    AsOfRows(
+                        mapping[rows.code].astype(np.int64),
+                        rows.ts,
+                        rows.visible,
+                        rows.values,
+                        rows.max_stale_ns,
+                        rows.source,
+                    )
+                )
+        if not parts:
+            return None
+        names = set(parts[0].values)
+        for other in parts[1:]:
+            if set(other.values) != names or other.max_stale_ns != parts[0].max_stale_ns:
+                raise DataValidationError(
+                    f"feeds {parts[0].source!r} and {other.source!r} give signal_data with "
+                    "different columns or staleness; give one signal_data for all assets"
+                )
+        merged = AsOfRows(
+            np.concatenate([p.code for p in parts]),
+            np.concatenate([p.ts for p in parts]),
+            np.concatenate([p.visible for p in parts]),
+            {n: np.concatenate([p.values[n] for p in parts]) for n in parts[0].values},
+            parts[0].max_stale_ns,
+            parts[0].source if len(parts) == 1 else "signal_data",
+        )
+        return AsOfTable(merged, len(self.asset_ids))
 
     @property
     def now_ns(self) -> int:
@@ -131,8 +171,12 @@ class Clock:
             for feed, mapping in zip(self.feeds, self._maps, strict=True):
                 raw = feed.load(start, end)
                 parts.append(RawBlock(raw.ts, mapping[raw.code], raw.cols))
-            block = merge_raw_blocks(parts, self.columns)
+            block = merge_raw_blocks(parts, self._merge_columns)
             if block.ts.shape[0]:
+                if self.asof is not None:
+                    index = BlockAsOf(self.asof, block)
+                    for name in self.asof_names:
+                        block.cols[name] = AsOfColumn(index, name)  # type: ignore[assignment]
                 yield block
 
 

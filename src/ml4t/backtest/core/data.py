@@ -99,8 +99,12 @@ class Feed(Protocol):
         """Return the validated rows with ``start_ns <= ts < end_ns``."""
         ...
 
-    def context_frames(self) -> Mapping[str, tuple[np.ndarray, np.ndarray]]:
-        """Return market-wide series ``name -> (ts_ns, values)`` the feed carries."""
+    def context_frames(self) -> Mapping[str, tuple[np.ndarray, ...]]:
+        """Return market-wide series the feed carries.
+
+        ``name -> (ts_ns, values)``, or ``(ts_ns, values, visible_ns)`` when rows have an
+        availability time later than their timestamp.
+        """
         ...
 
 

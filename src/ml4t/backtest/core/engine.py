@@ -12,14 +12,22 @@ from __future__ import annotations
 import sys
 import time
 import traceback
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import ConfigError, PluginError, StrategyError
+from ..errors import (
+    ConfigError,
+    DataValidationError,
+    OutsideSessionWarning,
+    PluginError,
+    StrategyError,
+)
 from ..plugins import PluginManager, get_plugin_manager
+from .calendar import Session, SessionCalendar, calendar_day_keys
 from .clock import Clock, describe_ts
 from .context import Context
 from .data import Block, Chunk, Feed, row_of
@@ -38,7 +46,6 @@ __all__ = ["BacktestEngine"]
 
 _CHUNK_TIMESTAMPS = 1 << 16
 _PKG_DIR = str(Path(__file__).resolve().parent.parent)
-_DAY_NS = 86_400_000_000_000
 
 
 class BacktestEngine:
@@ -63,6 +70,15 @@ class BacktestEngine:
         windows (in-memory data is always fully available).
     name : str, optional
         Run name recorded in the result's metadata.
+    calendar : str or pandas_market_calendars.MarketCalendar, optional
+        Trading calendar defining the sessions (``"NYSE"``, any pandas-market-calendars
+        name, ``"24/7"``): session callbacks, DAY-order expiry and the session close come
+        from it. Without one, a session is a calendar day in the data's time zone. See
+        :mod:`ml4t.backtest.core.calendar` for how bars map to sessions.
+    outside_sessions : {"warn", "error", "ignore"}, default "warn"
+        With a calendar, what to do about bars outside every session: one warning with
+        the count and the first such bar (also in ``result.metadata``), an error naming
+        it, or nothing. Such bars join their date's session, or the next one.
     plugins : iterable of object, optional
         Plugin objects or modules (with ``@hookimpl`` functions) for this engine only,
         registered after the builtins and installed plugins, so they run first.
@@ -92,6 +108,8 @@ class BacktestEngine:
         context: Context | None = None,
         history_bars: int = 10_000,
         name: str | None = None,
+        calendar: Any = None,
+        outside_sessions: str = "warn",
         plugins: Iterable[object] = (),
         block_plugins: Iterable[str] = (),
         autoload_plugins: bool = True,
@@ -141,6 +159,10 @@ class BacktestEngine:
         self.history_bars = int(history_bars)
         self.name = name or type(strategy).__name__
         self.clock = Clock(self.feeds, names)
+        self.calendar = None if calendar is None else SessionCalendar(calendar, outside_sessions)
+        self.outside_session_bars = 0
+        self._outside_first: str | None = None
+        self._session_index = -1
         self.history = History(self.clock, self.history_bars)
         self._chunk: Chunk | None = None
         self._where: tuple[int, int] | None = None
@@ -294,10 +316,15 @@ class BacktestEngine:
 
         t0 = time.perf_counter()
         clock, broker, strategy = self.clock, self.broker, self.strategy
-        extra: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        extra: dict[str, tuple[np.ndarray, ...]] = {}
         for f in self.feeds:
             extra.update(f.context_frames())
         self.context.bind(clock, clock.timezone, extra)
+        self.outside_session_bars, self._outside_first, self._session_index = 0, None, -1
+        if self.calendar is not None:
+            windows = clock.windows()
+            if windows:
+                self.calendar.bind(windows[0][0], windows[-1][1] - 1, clock.timezone)
         broker.setup(clock.asset_ids, self, clock)
         check_columns = getattr(broker, "check_columns", None)
         if check_columns is not None:
@@ -345,7 +372,7 @@ class BacktestEngine:
                 if (
                     state.day is not None
                     and not state.closed
-                    and (upcoming is None or _days(upcoming.ts[:1], clock.timezone)[0] != state.day)
+                    and (upcoming is None or self._keys(upcoming.ts[:1])[0] != state.day)
                 ):
                     # the session does not continue in the next block: end it now, so fills
                     # at its close (market-on-close) are booked before this block is marked
@@ -368,6 +395,9 @@ class BacktestEngine:
         if state.day is not None:
             clock.override_ns = None
             pf.trades.close_all_open(state.last_ts, state.index - 1, self.price_of)
+        cal = self.calendar
+        if self.outside_session_bars and cal is not None and cal.outside_sessions == "warn":
+            warnings.warn(self._outside_message(), OutsideSessionWarning, stacklevel=2)
         result = build_result(
             self, ts_parts, marker.arrays(), time.perf_counter() - t0, complete=True
         )
@@ -394,7 +424,7 @@ class BacktestEngine:
         asset_ids = clock.asset_ids
         on_bar = self.strategy.on_market_data
         new, event_type = tuple.__new__, MarketEvent
-        days = _day_keys(chunk, clock.timezone)
+        days = self._chunk_keys(chunk)
         single_row = len(codes) == len(ts_list)
         i = r = 0
         try:
@@ -434,11 +464,57 @@ class BacktestEngine:
         state.index += len(ts_list)
 
     # --- sessions ------------------------------------------------------------------------
-    def _new_session(self, state: _SessionState, ts: int, day: int) -> None:
+    @property
+    def session(self) -> Session | None:
+        """Return the current calendar session (``None`` without a calendar or a run)."""
+        if self.calendar is None or self._session_index < 0:
+            return None
+        return self.calendar.session(self._session_index, self.clock.to_datetime)
+
+    def _keys(self, ts: np.ndarray) -> list[int]:
+        """Return the session key of each timestamp (calendar day, or session index)."""
+        if self.calendar is None:
+            return calendar_day_keys(ts, self.clock.timezone).tolist()  # type: ignore[no-any-return]
+        return self.calendar.assign(ts)[0].tolist()  # type: ignore[no-any-return]
+
+    def _chunk_keys(self, chunk: Chunk) -> list[int]:
+        """Return the session keys of a chunk's timestamps, reporting bars outside them."""
+        ts = chunk.block.ts[chunk.ts_index0 : chunk.ts_index0 + len(chunk.ts)]
+        if self.calendar is None:
+            return calendar_day_keys(ts, self.clock.timezone).tolist()  # type: ignore[no-any-return]
+        keys, outside = self.calendar.assign(ts)
+        if outside.any():
+            offsets = np.asarray(chunk.offsets)
+            self.outside_session_bars += int(np.diff(offsets)[outside].sum())
+            if self._outside_first is None:
+                i = int(np.flatnonzero(outside)[0])
+                asset = self.clock.asset_ids[chunk.code[chunk.offsets[i]]]
+                when = describe_ts(self.clock.to_datetime, chunk.ts[i])
+                self._outside_first = f"{when}, asset {asset!r}"
+            if self.calendar.outside_sessions == "error":
+                raise DataValidationError(self._outside_message())
+        return keys.tolist()  # type: ignore[no-any-return]
+
+    def _outside_message(self) -> str:
+        cal = self.calendar
+        assert cal is not None
+        return (
+            f"{self.outside_session_bars} bar(s) fall outside the {cal.name} sessions (first: "
+            f"{self._outside_first}); they are handled as part of their date's session, or "
+            "the next one. Check the data's time zone and bar stamps, or set "
+            "outside_sessions='ignore'/'error'"
+        )
+
+    def _new_session(self, state: _SessionState, ts: int, key: int) -> None:
         if state.day is not None and not state.closed:
             self._end_session(state.last_ts)
-        state.day = day
+        state.day = key
         state.closed = False
+        cal = self.calendar
+        day, when = key, ts
+        if cal is not None:
+            self._session_index = key
+            day, when = int(cal.day[key]), int(cal.open_ns[key])
         if self._start_session is not None:
             self.clock.override_ns = ts - 1  # account events happen before the first bar
             self._start_session(ts, day)
@@ -446,7 +522,7 @@ class BacktestEngine:
         if type(strategy).before_trading_start is not Strategy.before_trading_start:
             self.clock.override_ns = ts - 1  # nothing of the new session is visible yet
             self._session_ts = ts
-            strategy.before_trading_start(self.clock.to_datetime(ts), self.context)
+            strategy.before_trading_start(self.clock.to_datetime(when), self.context)
             self._session_ts = None
 
     def _end_session(self, last_ts: int) -> None:
@@ -456,8 +532,11 @@ class BacktestEngine:
         if end is not None:
             end(last_ts)
         strategy = self.strategy
+        when = last_ts
+        if self.calendar is not None and self._session_index >= 0:
+            when = max(last_ts, int(self.calendar.close_ns[self._session_index]))
         if type(strategy).after_trading_end is not Strategy.after_trading_end:
-            strategy.after_trading_end(self.clock.to_datetime(last_ts), self.context)
+            strategy.after_trading_end(self.clock.to_datetime(when), self.context)
         if self._session_hook:
             self.plugin_manager.call_hook(
                 "ml4t_session_end", engine=self, timestamp=self.clock.to_datetime(last_ts)
@@ -527,17 +606,3 @@ def _sessions(days: list[int]) -> list[tuple[int, int]]:
     starts = [0, *cuts]
     ends = [*cuts, len(days)]
     return list(zip(starts, ends, strict=True))
-
-
-def _day_keys(chunk: Chunk, timezone: str | None) -> list[int]:
-    return _days(chunk.block.ts[chunk.ts_index0 : chunk.ts_index0 + len(chunk.ts)], timezone)
-
-
-def _days(ts: np.ndarray, timezone: str | None) -> list[int]:
-    """Return the calendar day (days since 1970-01-01, local time) of int-ns timestamps."""
-    if timezone is None:
-        return (ts // _DAY_NS).tolist()  # type: ignore[no-any-return]
-    import pandas as pd
-
-    local = pd.DatetimeIndex(ts.astype("datetime64[ns]")).tz_localize("UTC").tz_convert(timezone)
-    return (local.tz_localize(None).asi8 // _DAY_NS).tolist()  # type: ignore[no-any-return]

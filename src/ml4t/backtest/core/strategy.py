@@ -18,6 +18,7 @@ import numpy as np
 from .orders import Order, OrderSide, OrderType, TimeInForce
 
 if TYPE_CHECKING:
+    from .calendar import Session
     from .context import Context
     from .engine import BacktestEngine
     from .events import FillEvent, MarketEvent
@@ -89,6 +90,14 @@ class Strategy:
         """Timestamp of the bar being handled."""
         clock = self._engine.clock
         return clock.to_datetime(clock.now_ns)
+
+    @property
+    def session(self) -> Session | None:
+        """The current trading session (date, open, close, early_close), or ``None``.
+
+        Only with a calendar (``BacktestEngine(calendar="NYSE")``).
+        """
+        return self._engine.session
 
     def get_position(self, asset_id: str) -> float:
         """Return the signed quantity held (0.0 when flat)."""
