@@ -5,6 +5,7 @@ The public API is everything in ``__all__``; see ``docs/user_guide.md``.
 
 from __future__ import annotations
 
+from .alignment import align_asof
 from .builtin.commission import (
     FixedCommission,
     IBKRFixedCommission,
@@ -29,6 +30,7 @@ from .builtin.slippage import (
 from .config import BacktestConfig, load_config
 from .core.assets import AssetRegistry, AssetSpec
 from .core.broker import Broker, CommissionModel, ImpactModel, SlippageModel
+from .core.calendar import Session
 from .core.context import Context
 from .core.corporate import CorporateActions
 from .core.data import Feed, RawBlock
@@ -37,7 +39,14 @@ from .core.events import FillEvent, MarketEvent, OrderEvent
 from .core.orders import Order, OrderSide, OrderStatus, OrderType, TimeInForce
 from .core.results import BacktestResult
 from .core.strategy import Strategy
-from .errors import BacktestError, ConfigError, DataValidationError, PluginError, StrategyError
+from .errors import (
+    BacktestError,
+    ConfigError,
+    DataValidationError,
+    OutsideSessionWarning,
+    PluginError,
+    StrategyError,
+)
 from .hookspecs import hookimpl
 from .io import read_ohlcv_csv
 from .plugins import PluginManager, PluginRegistry, get_plugin_manager, list_plugins
@@ -74,6 +83,7 @@ __all__ = [
     "OrderSide",
     "OrderStatus",
     "OrderType",
+    "OutsideSessionWarning",
     "ParquetDataFeed",
     "ParquetReporter",
     "PerShareCommission",
@@ -85,6 +95,7 @@ __all__ = [
     "PolarsDataFeed",
     "RawBlock",
     "RiskLimits",
+    "Session",
     "SimulationBroker",
     "SlippageModel",
     "SpreadSlippage",
@@ -95,6 +106,7 @@ __all__ = [
     "TimeInForce",
     "VolumeShareSlippage",
     "__version__",
+    "align_asof",
     "get_plugin_manager",
     "hookimpl",
     "list_plugins",

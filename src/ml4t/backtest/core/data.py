@@ -119,6 +119,7 @@ class Block:
     _rows_by_code: dict[int, np.ndarray] | None = field(default=None, repr=False)
     _row_ts: np.ndarray | None = field(default=None, repr=False)
     _ts_by_code: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
+    _dense: np.ndarray | bool | None = field(default=False, repr=False)
 
     @property
     def n_rows(self) -> int:
@@ -142,6 +143,23 @@ class Block:
         if self._row_ts is None:
             self._row_ts = np.repeat(self.ts, np.diff(self.offsets))
         return self._row_ts
+
+    def dense_codes(self) -> np.ndarray | None:
+        """Return the asset codes when every timestamp has the same assets, else None.
+
+        Then the rows form a ``(timestamps, assets)`` grid and a column reshapes to it.
+        """
+        if self._dense is False:
+            counts = np.diff(self.offsets)
+            k = int(counts[0]) if counts.shape[0] else 0
+            first = self.code[:k]
+            dense = (
+                k > 0
+                and bool((counts == k).all())
+                and bool((self.code.reshape(-1, k) == first).all())
+            )
+            self._dense = first.copy() if dense else None
+        return self._dense  # type: ignore[return-value]
 
     def ts_of(self, code: int) -> np.ndarray:
         """Return the timestamps of one asset's rows (cached per asset)."""

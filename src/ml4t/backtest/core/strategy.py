@@ -9,9 +9,9 @@ broker's fill timing.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
@@ -134,17 +134,26 @@ class Strategy:
         """Return cash plus the market value of all positions at the latest closes."""
         return self._pf.equity()
 
-    def history(self, asset_id: str, field: str, n: int) -> np.ndarray:
-        """Return the last ``n`` values of ``field`` for ``asset_id``, oldest first.
+    def history(self, asset_id: str | Sequence[str], field: str, n: int) -> np.ndarray:
+        """Return the last ``n`` values of ``field``, oldest first, as a read-only array.
 
         ``field`` is a price column (``open``, ``high``, ``low``, ``close``, ``volume``),
         a signal or an indicator. Only bars at or before the current timestamp are
         returned, so fewer than ``n`` values come back near the start of the data.
+
+        With one asset id the result is 1-D: that asset's last ``n`` bars. With a list of
+        asset ids it is the cross-section: shape ``(m, len(asset_ids))`` over the last
+        ``m <= n`` timestamps of the data, ``NaN`` where an asset has no bar. Values are
+        views of the feed's columns where the layout allows, never a copy of a column.
         """
         if n <= 0:
             raise ValueError(f"history needs n > 0, got {n}")
-        values: np.ndarray = self._engine.history.get(self._code(asset_id), field, int(n))
-        return values
+        hist = self._engine.history
+        if isinstance(asset_id, str):
+            values: np.ndarray = hist.get(self._code(asset_id), field, int(n))
+            return values
+        matrix: np.ndarray = hist.cross_section([self._code(a) for a in asset_id], field, int(n))
+        return matrix
 
     # --- orders --------------------------------------------------------------------------
     def submit_order(self, order: Order) -> Order:
@@ -343,10 +352,33 @@ class Strategy:
         """Trade to hold ``value`` currency of the asset at its latest close."""
         return self.order_target_quantity(asset_id, value / self._unit_value(asset_id), tag=tag)
 
+    @overload
     def order_target_percent(
         self, asset_id: str, percent: float, tag: str | None = None
-    ) -> Order | None:
-        """Trade so the position is ``percent`` (a fraction) of current equity."""
+    ) -> Order | None: ...
+
+    @overload
+    def order_target_percent(
+        self, asset_id: Mapping[str, float], percent: None = None, tag: str | None = None
+    ) -> list[Order]: ...
+
+    def order_target_percent(
+        self,
+        asset_id: str | Mapping[str, float],
+        percent: float | None = None,
+        tag: str | None = None,
+    ) -> Order | list[Order] | None:
+        """Trade so the position is ``percent`` (a fraction) of current equity.
+
+        Several assets at once: ``order_target_percent({"AAPL": 0.1, "MSFT": 0.05})``.
+        Equity is measured once for all of them and sells are submitted before buys, so
+        the cash they free is there for the buys; assets not listed are left alone (use
+        :meth:`rebalance_to_weights` to close them). Returns the orders placed.
+        """
+        if isinstance(asset_id, Mapping):
+            return self._trade_to_weights(asset_id, tag)
+        if percent is None:
+            raise TypeError("order_target_percent(asset_id, percent) needs a percent")
         return self.order_target_value(asset_id, percent * self._pf.equity(), tag=tag)
 
     def rebalance_to_weights(
@@ -356,23 +388,27 @@ class Strategy:
 
         Equity is measured once, sells are submitted before buys.
         """
-        equity = self._pf.equity()
         targets = dict.fromkeys(self._pos, 0.0)
         targets.update(weights)
-        orders: list[tuple[float, str, float]] = []
-        for asset_id, weight in targets.items():
+        return self._trade_to_weights(targets, tag)
+
+    def _trade_to_weights(self, weights: Mapping[str, float], tag: str | None) -> list[Order]:
+        equity = self._pf.equity()
+        orders: list[tuple[float, str]] = []
+        for asset_id, weight in weights.items():
             if not math.isfinite(weight):
                 raise ValueError(f"weight for {asset_id!r} must be finite, got {weight!r}")
             qty = weight * equity / self._unit_value(asset_id) if weight else 0.0
             delta = self._round_signed(qty - self.get_position(asset_id), asset_id)
             if delta != 0:
-                orders.append((delta, asset_id, qty))
+                orders.append((delta, asset_id))
         out = []
-        for delta, asset_id, _ in sorted(orders, key=lambda t: t[0] > 0):
+        for delta, asset_id in sorted(orders, key=lambda t: t[0] > 0):
             side = OrderSide.BUY if delta > 0 else OrderSide.SELL
             out.append(self.submit_order(Order(asset_id, side, abs(delta), tag=tag)))
         return out
 
+    @overload
     def size_by_confidence(
         self,
         asset_id: str,
@@ -380,18 +416,48 @@ class Strategy:
         max_percent: float = 1.0,
         min_confidence: float = 0.0,
         tag: str | None = None,
-    ) -> Order | None:
+    ) -> Order | None: ...
+
+    @overload
+    def size_by_confidence(
+        self,
+        asset_id: Mapping[str, float],
+        confidence: None = None,
+        max_percent: float = 1.0,
+        min_confidence: float = 0.0,
+        tag: str | None = None,
+    ) -> list[Order]: ...
+
+    def size_by_confidence(
+        self,
+        asset_id: str | Mapping[str, float],
+        confidence: float | None = None,
+        max_percent: float = 1.0,
+        min_confidence: float = 0.0,
+        tag: str | None = None,
+    ) -> Order | list[Order] | None:
         """Target a position of ``max_percent * scaled confidence`` of equity.
 
         Confidence is rescaled linearly from ``[min_confidence, 1]`` to ``[0, 1]`` and
-        clipped; a NaN confidence places no order.
+        clipped; a NaN confidence places no order. Several assets at once:
+        ``size_by_confidence({"AAPL": 0.9, "MSFT": 0.6}, max_percent=0.1)`` sizes each
+        the same way, with equity measured once and sells before buys (NaN entries are
+        skipped, unlisted assets left alone).
         """
-        if not math.isfinite(confidence):
-            return None
         if not 0 <= min_confidence < 1:
             raise ValueError(f"min_confidence must be in [0, 1), got {min_confidence!r}")
-        scaled = min(max((confidence - min_confidence) / (1 - min_confidence), 0.0), 1.0)
-        return self.order_target_percent(asset_id, max_percent * scaled, tag=tag)
+
+        def scaled(c: float) -> float:
+            return min(max((c - min_confidence) / (1 - min_confidence), 0.0), 1.0)
+
+        if isinstance(asset_id, Mapping):
+            weights = {a: max_percent * scaled(c) for a, c in asset_id.items() if math.isfinite(c)}
+            return self._trade_to_weights(weights, tag)
+        if confidence is None:
+            raise TypeError("size_by_confidence(asset_id, confidence) needs a confidence")
+        if not math.isfinite(confidence):
+            return None
+        return self.order_target_percent(asset_id, max_percent * scaled(confidence), tag=tag)
 
     def cancel_order(self, order: Order | int) -> bool:
         """Cancel a working order (by object or id); return False if it is not working."""
