@@ -65,7 +65,10 @@ def test_yaml_config_runs_with_models_by_name(project: Path) -> None:
     assert fills["commission"].to_list() == pytest.approx([2.0, 2.0], rel=1e-12)
     assert result.final_equity == pytest.approx(50_000 + 200 * (103.95 - 101.05) - 4.0)
     assert result.metadata["name"] == "cfg_test"
-    assert (project / "out" / "summary.txt").is_file() and len(paths) == 8
+    assert (project / "out" / "summary.txt").is_file()
+    # the reporters' 8 files, then the resolved config and the run manifest (written last)
+    assert len(paths) == 10
+    assert [p.name for p in paths[-2:]] == ["resolved_config.yaml", "run_manifest.json"]
 
 
 def test_json_config_equivalent_to_yaml(project: Path) -> None:

@@ -4,9 +4,11 @@ Subcommands
 -----------
 ``demo [--output DIR] [--quiet]``
     Run the embedded walk-forward ML demo (:func:`ml4t.backtest.demo.run_demo`).
-``run CONFIG [--output DIR] [--quiet]``
-    Run the backtest a YAML/JSON config describes and write its reports
-    (:func:`ml4t.backtest.config.run_config`).
+``run CONFIG [--set KEY=VALUE ...] [--output DIR] [--quiet] [--no-progress]``
+    Run the backtest a YAML/JSON config describes, print its summary and write its
+    outputs atomically, with the resolved config and a run manifest (data hashes,
+    versions) beside them (:func:`ml4t.backtest.runner.run_config`). A progress bar shows
+    on a terminal for runs longer than a second.
 ``plugins [--json] [--hooks]``
     List the plugins this environment loads: name, distribution, version and the named
     models each provides.
@@ -24,7 +26,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from . import __version__
@@ -73,7 +76,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="output directory (default: the config's reporting.output_dir)",
     )
+    run.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key before validation, e.g. --set execution.fill_timing="
+        "same_bar_close or --set strategy.params.top_k=10 (repeatable; VALUE is YAML)",
+    )
     run.add_argument("--quiet", "-q", action="store_true", help="print nothing")
+    run.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar (it is shown only on a terminal, for runs over a second)",
+    )
     plugins = sub.add_parser(
         "plugins",
         help="list installed plugins and what each provides",
@@ -173,14 +190,40 @@ def _validate(args: argparse.Namespace) -> int:
     return status
 
 
-def _run(config: str, output: str | None, quiet: bool) -> None:
+def _run(args: argparse.Namespace) -> None:
     from .config import run_config
 
-    result, paths = run_config(config, output_dir=output)
-    if not quiet:
+    show = not (args.quiet or args.no_progress) and sys.stderr.isatty()
+    with _progress_bar(show) as progress:
+        result, paths = run_config(
+            args.config, output_dir=args.output, overrides=args.overrides, progress=progress
+        )
+    if not args.quiet:
         print(result.summary())
         for p in paths:
             print(f"wrote {p}")
+
+
+@contextmanager
+def _progress_bar(show: bool) -> Iterator[Callable[[float], None] | None]:
+    """Yield a progress callback drawing a tqdm bar on stderr, or None when hidden."""
+    if not show:
+        yield None
+        return
+    from tqdm import tqdm
+
+    bar = tqdm(total=1000, desc="backtest", unit="‰", delay=1.0, leave=False, file=sys.stderr)
+    bar.bar_format = "{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}"
+
+    def update(fraction: float) -> None:
+        step = int(fraction * 1000) - bar.n
+        if step > 0:
+            bar.update(step)
+
+    try:
+        yield update
+    finally:
+        bar.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -211,7 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             run_demo(args.output, quiet=args.quiet)
         elif args.command == "run":
-            _run(args.config, args.output, args.quiet)
+            _run(args)
         elif args.command == "plugins":
             _print_plugins(args.json, args.hooks)
         elif args.command == "validate":

@@ -26,14 +26,27 @@ from __future__ import annotations
 import importlib
 import json
 import sys
+from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import polars as pl
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from .errors import ConfigError
+from .core.asof import parse_duration_ns
+from .errors import ConfigError, DataValidationError
+from .io import to_polars_frame
 from .plugins import PluginManager, get_plugin_manager
 
 if TYPE_CHECKING:
@@ -53,6 +66,10 @@ __all__ = [
     "load_config",
     "run_config",
 ]
+
+
+#: the reporting keys naming one output file each
+OUTPUT_KEYS = ("trades_output", "portfolio_output", "fills_output", "metrics_output")
 
 
 class _Frozen(BaseModel):
@@ -77,11 +94,46 @@ def _spec(value: Spec) -> Any:
     return value.as_spec() if isinstance(value, ModelSpec) else value
 
 
+def _duration(value: Any) -> Any:
+    """Check a duration (``"3d"``, ``"36h"``, ``"90m"``) and keep it as given."""
+    if value is not None:
+        try:
+            parse_duration_ns(value, "duration")
+        except DataValidationError as exc:
+            raise ValueError(str(exc).split(": ", 1)[-1]) from None
+    return value
+
+
+Duration = Annotated[str | None, AfterValidator(_duration)]
+
+
 class RunConfig(_Frozen):
-    """The ``backtest`` section: run name and starting capital."""
+    """The ``backtest`` section: run name, period, capital and trading calendar."""
 
     name: str | None = None
+    start_date: date | None = None
+    end_date: date | None = None
     initial_capital: PositiveFloat = 100_000.0
+    calendar: str | None = None
+    outside_sessions: Literal["warn", "error", "ignore"] = "warn"
+
+    @model_validator(mode="after")
+    def _period(self) -> RunConfig:
+        if self.start_date and self.end_date and self.end_date < self.start_date:
+            raise ValueError(f"end_date {self.end_date} is before start_date {self.start_date}")
+        return self
+
+    @field_validator("calendar")
+    @classmethod
+    def _known_calendar(cls, value: str | None) -> str | None:
+        if value is not None:
+            from .core.calendar import SessionCalendar
+
+            try:
+                SessionCalendar(value)
+            except ConfigError as exc:
+                raise ValueError(str(exc).split(": ", 1)[-1]) from None
+        return value
 
 
 class ColumnsConfig(_Frozen):
@@ -100,11 +152,22 @@ class AssetDataConfig(_Frozen):
     chunk_size: str | None = None
 
 
+class SignalDataConfig(_Frozen):
+    """Lower-frequency signals (daily predictions) served as-of at each bar."""
+
+    path: str
+    columns: ColumnsConfig | None = None
+    available_at: str | None = None
+    max_staleness: Duration = None
+
+
 class ContextDataConfig(_Frozen):
-    """Market-wide columns (VIX, SPY, ...) from a Parquet file, one row per timestamp."""
+    """Market-wide columns (VIX, SPY, ...) from a Parquet or CSV file, one row per timestamp."""
 
     path: str
     fields: list[str] | None = None
+    available_at: str | None = None
+    max_staleness: Duration = None
 
 
 class DataConfig(_Frozen):
@@ -112,12 +175,15 @@ class DataConfig(_Frozen):
 
     asset_data: AssetDataConfig | None = None
     feed: ModelSpec | None = None
+    signal_data: SignalDataConfig | None = None
     context_data: ContextDataConfig | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> DataConfig:
         if (self.asset_data is None) == (self.feed is None):
             raise ValueError("give exactly one of asset_data (a file) or feed (a named feed)")
+        if self.signal_data is not None and self.feed is not None:
+            raise ValueError("signal_data goes with asset_data; pass it to the named feed instead")
         return self
 
 
@@ -155,10 +221,33 @@ class ExecutionConfig(_Frozen):
 
 
 class ReportingConfig(_Frozen):
-    """The ``reporting`` section: where results go and which reporters write them."""
+    """The ``reporting`` section: where results go and which reporters write them.
+
+    ``trades_output``, ``portfolio_output``, ``fills_output`` and ``metrics_output`` name
+    single files (``.parquet``, ``.csv`` or, for metrics, ``.json``); ``output_dir`` gets
+    the reporters' files. The resolved config and run manifest go to ``output_dir``, or
+    beside the first single-file output.
+    """
 
     output_dir: str | None = None
     reporters: list[Spec] = Field(default_factory=lambda: list[Spec](["parquet"]))
+    trades_output: str | None = None
+    portfolio_output: str | None = None
+    fills_output: str | None = None
+    metrics_output: str | None = None
+
+    @model_validator(mode="after")
+    def _suffixes(self) -> ReportingConfig:
+        for key in OUTPUT_KEYS:
+            value = getattr(self, key)
+            allowed = (".json",) if key == "metrics_output" else (".parquet", ".csv")
+            if value is not None and Path(value).suffix.lower() not in allowed:
+                raise ValueError(f"{key}: {value!r} must end in {' or '.join(allowed)}")
+        return self
+
+    def outputs(self) -> dict[str, str]:
+        """Return the single-file outputs that are set: ``{"trades": path, ...}``."""
+        return {k.removesuffix("_output"): v for k in OUTPUT_KEYS if (v := getattr(self, k))}
 
 
 class StrategyConfig(_Frozen):
@@ -169,6 +258,7 @@ class StrategyConfig(_Frozen):
     module: str
     class_name: str = Field(alias="class")
     params: dict[str, Any] = Field(default_factory=dict)
+    path: str | None = None
 
 
 class PluginsConfig(_Frozen):
@@ -202,8 +292,17 @@ class BacktestConfig(_Frozen):
         return p if p.is_absolute() else Path(self.base_dir) / p
 
 
-def load_config(path: str | Path) -> BacktestConfig:
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> BacktestConfig:
     """Read and validate a YAML (``.yaml``/``.yml``) or JSON config file.
+
+    Parameters
+    ----------
+    path : str or Path
+        The config file.
+    overrides : sequence of str
+        ``key.path=value`` assignments applied before validation, as ``ml4t-backtest run
+        --set`` does (``--set execution.fill_timing=same_bar_close``). The value is read as
+        YAML, so ``0.1``, ``true``, ``[a, b]`` and ``{model: x}`` have their types.
 
     Raises
     ------
@@ -224,7 +323,33 @@ def load_config(path: str | Path) -> BacktestConfig:
     for key in ("base_dir", "source"):
         if key in raw:
             raise ConfigError(f"{p}: {key}: not a config key (it is set from the file's location)")
+    for item in overrides:
+        _override(raw, item, str(p))
     return _validate({**raw, "base_dir": str(p.resolve().parent), "source": str(p)}, str(p))
+
+
+def _override(raw: dict[str, Any], item: str, source: str) -> None:
+    """Apply one ``key.path=value`` assignment to the raw config mapping."""
+    key, sep, text = item.partition("=")
+    parts = key.strip().split(".")
+    if not sep or not all(parts):
+        raise ConfigError(f"{source}: --set {item!r}: expected KEY.PATH=VALUE")
+    if parts[0] in ("base_dir", "source"):
+        raise ConfigError(f"{source}: --set {item!r}: {parts[0]} is not a config key")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: --set {item!r}: cannot read the value: {exc}") from exc
+    node = raw
+    for depth, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            where = ".".join(parts[: depth + 1])
+            raise ConfigError(
+                f"{source}: --set {item!r}: {where} is {child!r}, not a mapping of keys"
+            )
+        node = child
+    node[parts[-1]] = value
 
 
 def _validate(raw: dict[str, Any], source: str) -> BacktestConfig:
@@ -256,7 +381,7 @@ def _import_strategy(cfg: BacktestConfig) -> Strategy:
     sc = cfg.strategy
     if sc is None:
         raise ConfigError(f"{cfg.source}: strategy: missing (give one in code or in the config)")
-    base = str(Path(cfg.base_dir).resolve())
+    base = str(cfg.path(sc.path).resolve() if sc.path is not None else Path(cfg.base_dir).resolve())
     added = base not in sys.path
     if added:
         sys.path.insert(0, base)
@@ -372,6 +497,18 @@ def _feed_spec(cfg: BacktestConfig) -> dict[str, Any]:
         params["indicator_columns"] = ad.columns.indicators
     if ad.chunk_size is not None:
         params["chunk_size"] = ad.chunk_size
+    sd = data.signal_data
+    if sd is not None:
+        params["signal_data"] = str(cfg.path(sd.path))
+        if sd.available_at is not None:
+            params["available_at"] = sd.available_at
+        if sd.max_staleness is not None:
+            params["signal_max_staleness"] = sd.max_staleness
+        if sd.columns is not None:
+            signals = list(params.get("signal_columns") or [])
+            indicators = list(params.get("indicator_columns") or [])
+            params["signal_columns"] = signals + list(sd.columns.signals or [])
+            params["indicator_columns"] = indicators + list(sd.columns.indicators)
     return {"model": "csv" if path.suffix.lower() == ".csv" else "parquet", "params": params}
 
 
@@ -431,14 +568,22 @@ def engine_from_config(
     if feed is None:
         raise ConfigError(f"{src}: data: no plugin built a feed for {feed_spec!r}")
     context = None
-    if cfg.data.context_data is not None:
-        context = Context(_read_context(cfg))
+    cd = cfg.data.context_data
+    if cd is not None:
+        context = Context(
+            _read_context(cfg), max_staleness=cd.max_staleness, available_at=cd.available_at
+        )
+    run = cfg.backtest
     return BacktestEngine(
         feed,
         strat,
         broker_spec,
         context=context,
-        name=cfg.backtest.name,
+        name=run.name,
+        calendar=run.calendar,
+        outside_sessions=run.outside_sessions,
+        start=run.start_date,
+        end=run.end_date,
         plugin_manager=pm,
     )
 
@@ -449,7 +594,7 @@ def _read_context(cfg: BacktestConfig) -> pl.DataFrame:
     path = cfg.path(cd.path)
     if not path.is_file():
         raise ConfigError(f"{cfg.source}: data.context_data.path: file not found: {path}")
-    df = pl.read_parquet(path)
+    df = to_polars_frame(str(path), str(path))
     if cd.fields is None:
         return df
     missing = [f for f in cd.fields if f not in df.columns]
@@ -458,26 +603,17 @@ def _read_context(cfg: BacktestConfig) -> pl.DataFrame:
             f"{cfg.source}: data.context_data.fields: {missing} not in {path}; columns are "
             f"{df.columns}"
         )
-    ts = [c for c in df.columns if c.lower() in ("timestamp", "datetime", "date", "time", "dt")]
-    return df.select(*ts[:1], *cd.fields)
+    keys = {"timestamp", "datetime", "date", "time", "dt", cd.available_at or "available_at"}
+    return df.select(*[c for c in df.columns if c.lower() in keys], *cd.fields)
 
 
 def run_config(
     config: BacktestConfig | str | Path,
     strategy: Strategy | None = None,
     output_dir: str | Path | None = None,
+    **kwargs: Any,
 ) -> tuple[BacktestResult, list[Path]]:
-    """Build the engine, run it and report to ``output_dir`` (or ``reporting.output_dir``).
+    """Run a config and write its outputs; see :func:`ml4t.backtest.runner.run_config`."""
+    from .runner import run_config as run
 
-    Returns the result and the paths the reporters wrote (none without an output
-    directory).
-    """
-    cfg = config if isinstance(config, BacktestConfig) else load_config(config)
-    engine = engine_from_config(cfg, strategy)
-    result = engine.run()
-    out = output_dir if output_dir is not None else cfg.reporting.output_dir
-    if out is None:
-        return result, []
-    dest = Path(out) if output_dir is not None else cfg.path(str(out))
-    specs = [_spec(r) for r in cfg.reporting.reporters]
-    return result, engine.report(result, dest, specs)
+    return run(config, strategy, output_dir, **kwargs)

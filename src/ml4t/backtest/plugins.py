@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import inspect
 import os
+import re
 import sys
 import traceback
 from collections.abc import Callable, Iterable, Mapping
@@ -458,6 +460,12 @@ class PluginRegistry:
         try:
             obj = provider.factory(**params)
         except (ConfigError, TypeError, ValueError) as exc:
+            key, problem = _param_problem(exc, params, provider.factory)
+            if key is not None:
+                raise ConfigError(
+                    f"{where}.params.{key}: {problem} ({kind} model {spec!r}, plugin "
+                    f"{provider.plugin.describe()})"
+                ) from exc
             raise ConfigError(
                 f"{where}: {spec!r} (plugin {provider.plugin.describe()}) rejected its "
                 f"parameters {params!r}: {exc}"
@@ -559,3 +567,24 @@ def list_plugins(pm: PluginManager) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def _param_problem(
+    exc: Exception, params: Mapping[str, Any], factory: Any
+) -> tuple[str | None, str]:
+    """Find which parameter a model's constructor complained about, and the problem."""
+    text = str(exc)
+    unexpected = re.search(r"unexpected keyword argument '(\w+)'", text)
+    if unexpected is not None:
+        try:
+            names = [
+                n for n in inspect.signature(factory).parameters if n not in ("self", "kwargs")
+            ]
+        except (TypeError, ValueError):
+            names = []
+        return unexpected.group(1), f"unknown parameter; accepted: {names}"
+    for name in sorted(params, key=len, reverse=True):
+        marker = f"{name}:"
+        if marker in text:
+            return name, text.split(marker, 1)[1].strip()
+    return None, text

@@ -178,6 +178,8 @@ class AsOfTable:
 
     def nominal_ts(self, idx: np.ndarray) -> np.ndarray:
         """Return the nominal timestamps of source rows ``idx`` (-1 stays -1)."""
+        if not self._ts.shape[0]:
+            return np.full(np.shape(idx), -1, dtype=np.int64)
         return np.where(idx >= 0, self._ts[np.maximum(idx, 0)], -1)
 
 

@@ -5,8 +5,9 @@ Without a calendar a session is a calendar day in the data's time zone. With one
 
 - an intraday bar belongs to the session whose ``[open, close]`` contains its timestamp
   (both ends included, with early closes and holidays as the calendar has them);
-- a bar stamped at midnight (in the data's zone) is a daily bar labelled by its date and
-  belongs to that date's session;
+- data whose timestamps are all at midnight (in the data's zone) are daily bars, each
+  labelled by its date and belonging to that date's session (once a non-midnight
+  timestamp is seen, a midnight stamp is an ordinary time of day);
 - naive timestamps are wall-clock times in the calendar's time zone; aware ones are
   compared in UTC and keep their own zone everywhere else;
 - any other bar is *outside* the sessions. It is reported (``outside_sessions="warn"``,
@@ -95,10 +96,12 @@ class SessionCalendar:
         self.close_ns = np.empty(0, dtype=np.int64)
         self.day = np.empty(0, dtype=np.int64)
         self.early = np.empty(0, dtype=bool)
+        self.intraday = False
 
     def bind(self, first_ns: int, last_ns: int, data_tz: str | None) -> None:
         """Build the session table covering ``[first_ns, last_ns]`` (data's int-ns times)."""
         self.data_tz = data_tz
+        self.intraday = False
         start = pd.Timestamp(first_ns).normalize() - _PAD
         end = pd.Timestamp(last_ns).normalize() + _PAD
         with warnings.catch_warnings():  # pandas deprecations inside the calendar package
@@ -125,18 +128,19 @@ class SessionCalendar:
         """Return ``(session index, outside mask)`` of int-ns timestamps."""
         ts = np.asarray(ts, dtype=np.int64)
         last = self.day.shape[0] - 1
-        local_day, midnight = _local_days(ts, self.data_tz)
         j = np.searchsorted(self.close_ns, ts, side="left")
+        # a close that is also the next session's open (24/7) belongs to the next session
+        nxt = np.minimum(j + 1, last)
+        j = np.where((j < last) & (self.open_ns[nxt] <= ts), nxt, j)
         inside = (j <= last) & (self.open_ns[np.minimum(j, last)] <= ts)
-        # a midnight stamp is a daily bar labelled by its date; any other bar outside
-        # the sessions belongs to its own date's session if there is one (pre- and
-        # after-hours), else to the next session (weekends, holidays)
-        by_date = midnight | ~inside
-        if by_date.any():
-            k = np.searchsorted(self.day, local_day[by_date], side="left")
-            same = self.day[np.minimum(k, last)] == local_day[by_date]
-            j[by_date] = np.where(same, k, j[by_date])
-            inside[midnight] = same[midnight[by_date]]
+        local_day, midnight = _local_days(ts, self.data_tz)
+        if not self.intraday and midnight.all():
+            # daily bars, labelled by their date: that date's session
+            k = np.searchsorted(self.day, local_day, side="left")
+            inside = self.day[np.minimum(k, last)] == local_day
+            j = np.where(inside, k, j)
+        else:
+            self.intraday = True
         return np.minimum(j, last), ~inside
 
     def session(self, index: int, to_datetime: Any) -> Session:

@@ -97,6 +97,7 @@ class Clock:
         self.chunk_ts: list[int] = []
         self.base_index = 0
         self.override_ns: int | None = -1
+        self.period: tuple[int | None, int | None] = (None, None)
 
     def _asof_table(self) -> AsOfTable | None:
         """Combine the feeds' lower-frequency rows (global codes) into one as-of table."""
@@ -154,6 +155,11 @@ class Clock:
             return []
         lo = min(b[0] for b in bounds)
         hi = max(b[1] for b in bounds) + 1
+        start, end = self.period
+        lo = lo if start is None else max(lo, start)
+        hi = hi if end is None else min(hi, end)
+        if hi <= lo:
+            return []
         sizes: list[str] = [s for f in self.feeds if (s := getattr(f, "chunk_size", None))]
         if not sizes:
             return [(lo, hi)]

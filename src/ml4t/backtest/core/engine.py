@@ -13,7 +13,8 @@ import sys
 import time
 import traceback
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -70,6 +71,10 @@ class BacktestEngine:
         windows (in-memory data is always fully available).
     name : str, optional
         Run name recorded in the result's metadata.
+    start, end : date, datetime or str, optional
+        Only bars from ``start`` up to ``end`` are run (both inclusive; a date ``end``
+        includes its whole day). Dates and naive datetimes are in the data's time zone.
+        Context and ``signal_data`` rows before ``start`` still count for as-of values.
     calendar : str or pandas_market_calendars.MarketCalendar, optional
         Trading calendar defining the sessions (``"NYSE"``, any pandas-market-calendars
         name, ``"24/7"``): session callbacks, DAY-order expiry and the session close come
@@ -78,7 +83,8 @@ class BacktestEngine:
     outside_sessions : {"warn", "error", "ignore"}, default "warn"
         With a calendar, what to do about bars outside every session: one warning with
         the count and the first such bar (also in ``result.metadata``), an error naming
-        it, or nothing. Such bars join their date's session, or the next one.
+        it, or nothing. Such bars join the next session (pre-market bars their own
+        day's).
     plugins : iterable of object, optional
         Plugin objects or modules (with ``@hookimpl`` functions) for this engine only,
         registered after the builtins and installed plugins, so they run first.
@@ -108,6 +114,8 @@ class BacktestEngine:
         context: Context | None = None,
         history_bars: int = 10_000,
         name: str | None = None,
+        start: Any = None,
+        end: Any = None,
         calendar: Any = None,
         outside_sessions: str = "warn",
         plugins: Iterable[object] = (),
@@ -159,10 +167,13 @@ class BacktestEngine:
         self.history_bars = int(history_bars)
         self.name = name or type(strategy).__name__
         self.clock = Clock(self.feeds, names)
+        self.clock.period = _period(start, end, self.clock.timezone)
         self.calendar = None if calendar is None else SessionCalendar(calendar, outside_sessions)
         self.outside_session_bars = 0
         self._outside_first: str | None = None
         self._session_index = -1
+        self._progress: Callable[[float], None] | None = None
+        self._span = (0, 1)
         self.history = History(self.clock, self.history_bars)
         self._chunk: Chunk | None = None
         self._where: tuple[int, int] | None = None
@@ -303,8 +314,14 @@ class BacktestEngine:
         self.strategy.on_order_cancelled(order, reason)
 
     # --- run -----------------------------------------------------------------------------
-    def run(self) -> BacktestResult:
+    def run(self, progress: Callable[[float], None] | None = None) -> BacktestResult:
         """Run the backtest and return its result.
+
+        Parameters
+        ----------
+        progress : callable, optional
+            Called with the fraction of the period done (0..1), once per session and at
+            the end; the command line draws its progress bar with it.
 
         Raises
         ------
@@ -321,10 +338,11 @@ class BacktestEngine:
             extra.update(f.context_frames())
         self.context.bind(clock, clock.timezone, extra)
         self.outside_session_bars, self._outside_first, self._session_index = 0, None, -1
-        if self.calendar is not None:
-            windows = clock.windows()
-            if windows:
-                self.calendar.bind(windows[0][0], windows[-1][1] - 1, clock.timezone)
+        windows = clock.windows()
+        self._progress = progress
+        self._span = (windows[0][0], windows[-1][1]) if windows else (0, 1)
+        if self.calendar is not None and windows:
+            self.calendar.bind(windows[0][0], windows[-1][1] - 1, clock.timezone)
         broker.setup(clock.asset_ids, self, clock)
         check_columns = getattr(broker, "check_columns", None)
         if check_columns is not None:
@@ -395,6 +413,8 @@ class BacktestEngine:
         if state.day is not None:
             clock.override_ns = None
             pf.trades.close_all_open(state.last_ts, state.index - 1, self.price_of)
+        if progress is not None:
+            progress(1.0)
         cal = self.calendar
         if self.outside_session_bars and cal is not None and cal.outside_sessions == "warn":
             warnings.warn(self._outside_message(), OutsideSessionWarning, stacklevel=2)
@@ -500,8 +520,8 @@ class BacktestEngine:
         assert cal is not None
         return (
             f"{self.outside_session_bars} bar(s) fall outside the {cal.name} sessions (first: "
-            f"{self._outside_first}); they are handled as part of their date's session, or "
-            "the next one. Check the data's time zone and bar stamps, or set "
+            f"{self._outside_first}); they are handled as part of the next session."
+            " Check the data's time zone and bar stamps, or set "
             "outside_sessions='ignore'/'error'"
         )
 
@@ -510,6 +530,9 @@ class BacktestEngine:
             self._end_session(state.last_ts)
         state.day = key
         state.closed = False
+        if self._progress is not None:
+            lo, hi = self._span
+            self._progress(min(max((ts - lo) / max(hi - lo, 1), 0.0), 1.0))
         cal = self.calendar
         day, when = key, ts
         if cal is not None:
@@ -606,3 +629,32 @@ def _sessions(days: list[int]) -> list[tuple[int, int]]:
     starts = [0, *cuts]
     ends = [*cuts, len(days)]
     return list(zip(starts, ends, strict=True))
+
+
+def _period(start: Any, end: Any, timezone: str | None) -> tuple[int | None, int | None]:
+    """Return ``[start_ns, end_ns)`` of the run period (``None`` = open)."""
+    import pandas as pd
+
+    def ns(value: Any, is_end: bool) -> int | None:
+        if value is None:
+            return None
+        whole_day = isinstance(value, date) and not isinstance(value, datetime)
+        if isinstance(value, str):
+            whole_day = len(value.strip()) <= 10
+        try:
+            ts = pd.Timestamp(value)
+        except (TypeError, ValueError) as exc:
+            which = "end" if is_end else "start"
+            raise ConfigError(f"{which}: cannot read {value!r} as a date or datetime") from exc
+        if ts.tzinfo is None and timezone is not None:
+            ts = ts.tz_localize(timezone)
+        elif ts.tzinfo is not None and timezone is None:
+            raise ConfigError(f"{value!r} has a time zone but the data's timestamps are naive")
+        if is_end:
+            ts = ts + pd.Timedelta(days=1) if whole_day else ts + pd.Timedelta(1, "ns")
+        return int(ts.as_unit("ns").value)
+
+    lo, hi = ns(start, False), ns(end, True)
+    if lo is not None and hi is not None and hi <= lo:
+        raise ConfigError(f"end {end!r} is before start {start!r}")
+    return lo, hi

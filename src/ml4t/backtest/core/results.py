@@ -258,6 +258,8 @@ def build_result(
         "feeds": [repr(f) for f in engine.feeds],
         "assets": len(clock.asset_ids),
         "timezone": tz,
+        "calendar": None if engine.calendar is None else engine.calendar.name,
+        "outside_session_bars": engine.outside_session_bars,
         "plugins": [
             {k: p[k] for k in ("name", "distribution", "version", "provides")}
             for p in list_plugins(engine.plugin_manager)
