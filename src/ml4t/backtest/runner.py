@@ -29,6 +29,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import polars as pl
 import yaml
 
 from .config import (
@@ -234,7 +235,9 @@ def _write_single(result: BacktestResult, kind: str, path: Path) -> None:
         "fills": result.fills_df,
     }[kind]
     if path.suffix.lower() == ".csv":
-        frame.write_csv(path)
+        # CSV has no duration type: durations are written as ISO 8601 text ("P2DT6H")
+        durations = [c for c, t in frame.schema.items() if isinstance(t, pl.Duration)]
+        frame.with_columns(pl.col(c).dt.to_string() for c in durations).write_csv(path)
     else:
         frame.write_parquet(path)
 

@@ -167,6 +167,7 @@ class Context(Mapping[str, float]):
         self._clock: Any = None
         self._view_ts: int | None = None
         self._view: Mapping[str, float] | None = None
+        self._converted = False
 
     # --- set-up (engine) ------------------------------------------------------------
     def bind(self, clock: Any, timezone: str | None, extra: Mapping[str, tuple[Any, ...]]) -> None:
@@ -176,6 +177,9 @@ class Context(Mapping[str, float]):
         ``(ts, values, visible)``.
         """
         self._clock = clock
+        self._convert(timezone, extra)
+
+    def _convert(self, timezone: str | bool | None, extra: Mapping[str, tuple[Any, ...]]) -> None:
         series: dict[str, tuple[Any, ...]] = {}
         data = self._raw
         avail = self._available_at
@@ -203,6 +207,12 @@ class Context(Mapping[str, float]):
         self._tables = {k: self._table(k, v) for k, v in series.items()}
         self._view_ts = None
         self._view = None
+        self._converted = True
+
+    def _ensure(self) -> None:
+        """Convert the frames on first use outside a run (no timezone check)."""
+        if not self._converted:
+            self._convert(False, {})
 
     def _table(self, name: str, parts: tuple[Any, ...]) -> AsOfTable:
         ts, values = np.asarray(parts[0], dtype=np.int64), np.asarray(parts[1], dtype=np.float64)
@@ -232,6 +242,7 @@ class Context(Mapping[str, float]):
 
     def values_at(self, name: str, ts_ns: np.ndarray) -> np.ndarray:
         """Return the as-of values of ``name`` at many timestamps (int64 ns), vectorised."""
+        self._ensure()
         if name not in self._tables:
             raise KeyError(f"no context value {name!r}; available: {sorted(self._tables)}")
         return self._tables[name].lookup(name, np.asarray(ts_ns, dtype=np.int64), 0)
@@ -241,8 +252,9 @@ class Context(Mapping[str, float]):
 
         ``timestamps`` is a polars Series or sequence of datetimes (or int64 ns). The
         result has a ``timestamp`` column (the input) and one column per value, ready to
-        join to a batch of asset rows on ``timestamp``.
+        join to a batch of asset rows on ``timestamp``. Works outside a run too.
         """
+        self._ensure()
         series = timestamps if isinstance(timestamps, pl.Series) else pl.Series(timestamps)
         if isinstance(series.dtype, pl.Datetime):
             ns = series.cast(pl.Datetime("ns", series.dtype.time_zone)).dt.epoch("ns").to_numpy()
@@ -278,14 +290,17 @@ class Context(Mapping[str, float]):
         return self.get(name)  # type: ignore[no-any-return]
 
     def __iter__(self) -> Iterator[str]:
+        self._ensure()
         return iter(self._tables)
 
     def __len__(self) -> int:
+        self._ensure()
         return len(self._tables)
 
     @property
     def names(self) -> list[str]:
         """Return the names of the context values."""
+        self._ensure()
         return list(self._tables)
 
     @property
