@@ -12,8 +12,12 @@ Without a calendar a session is a calendar day in the data's time zone. With one
   compared in UTC and keep their own zone everywhere else;
 - any other bar is *outside* the sessions. It is reported (``outside_sessions="warn"``,
   the default, or ``"error"``; ``"ignore"`` says nothing) and handled as part of the next
-  session of its own date when there is one (pre- and after-hours bars), otherwise as
-  part of the next session (bars on weekends and holidays).
+  session: the first whose close is at or after it. Pre-market bars join that day's
+  session; after-hours, weekend and holiday bars join the next one (its
+  ``before_trading_start`` comes before them), so a session always ends at its close
+  (``after_trading_end``, DAY-order expiry);
+- a timestamp that is one session's close and the next one's open (24/7 at midnight UTC)
+  belongs to the next session.
 """
 
 from __future__ import annotations
