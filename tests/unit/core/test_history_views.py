@@ -73,9 +73,7 @@ def test_cross_section_dense_grid_timestamps_by_assets(make_long: Any) -> None:
         return s.history(["C", "A"], "close", 4)
 
     for ts, _, matrix in _run(PolarsDataFeed(df), probe).got:
-        expected = np.column_stack(
-            [_past(df, "C", ts, "close", 4), _past(df, "A", ts, "close", 4)]
-        )
+        expected = np.column_stack([_past(df, "C", ts, "close", 4), _past(df, "A", ts, "close", 4)])
         assert matrix.shape == expected.shape
         assert np.array_equal(matrix, expected)
         assert not matrix.flags.writeable
