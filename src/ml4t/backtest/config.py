@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 import sys
 from collections.abc import Sequence
 from datetime import date
@@ -120,7 +121,7 @@ class RunConfig(_Frozen):
     @model_validator(mode="after")
     def _period(self) -> RunConfig:
         if self.start_date and self.end_date and self.end_date < self.start_date:
-            raise ValueError(f"end_date {self.end_date} is before start_date {self.start_date}")
+            raise ValueError(f"end_date: {self.end_date} is before start_date {self.start_date}")
         return self
 
     @field_validator("calendar")
@@ -183,7 +184,7 @@ class DataConfig(_Frozen):
         if (self.asset_data is None) == (self.feed is None):
             raise ValueError("give exactly one of asset_data (a file) or feed (a named feed)")
         if self.signal_data is not None and self.feed is not None:
-            raise ValueError("signal_data goes with asset_data; pass it to the named feed instead")
+            raise ValueError("signal_data: goes with asset_data; pass it to the named feed instead")
         return self
 
 
@@ -316,7 +317,8 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> BacktestConf
     text = p.read_text()
     try:
         raw = json.loads(text) if p.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+    except (json.JSONDecodeError, yaml.YAMLError, ValueError) as exc:
+        # ValueError: a YAML value that looks like a date but is not one (2024-13-01)
         raise ConfigError(f"{p}: cannot parse: {exc}") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{p}: expected a mapping at the top level, got {type(raw).__name__}")
@@ -356,11 +358,38 @@ def _validate(raw: dict[str, Any], source: str) -> BacktestConfig:
     try:
         return BacktestConfig.model_validate(raw)
     except ValidationError as exc:
-        problems = []
+        problems: dict[str, list[str]] = {}
         for err in exc.errors():
-            loc = ".".join(str(x) for x in err["loc"] if not str(x).startswith("function-after"))
-            problems.append(f"{loc or '(top level)'}: {err['msg']}")
-        raise ConfigError(f"{source}: " + "; ".join(problems)) from None
+            loc = [str(x) for x in err["loc"] if not _is_union_tag(str(x))]
+            msg = err["msg"].removeprefix("Value error, ")
+            key = _KEY_IN_MESSAGE.match(msg)
+            if err["type"] == "value_error" and key is not None:
+                loc.append(key.group(1))  # "trades_output: ..." from a model validator
+                msg = msg[key.end() :]
+            problems.setdefault(".".join(loc) or "(top level)", []).append(msg)
+        lines = []
+        for where, msgs in problems.items():
+            # a value matching no member of a union reports every member's complaint; a
+            # "should be a valid string/dictionary" is only the other member's when there
+            # is a more specific problem at or under the same key
+            deeper = any(k.startswith(where + ".") for k in problems)
+            mismatch = [m.startswith(_BRANCH_MISMATCH) for m in msgs]
+            keep = [
+                m
+                for m, b in zip(msgs, mismatch, strict=True)
+                if not (b and (deeper or not all(mismatch)))
+            ]
+            lines.extend(f"{where}: {m}" for m in dict.fromkeys(keep))
+        raise ConfigError(f"{source}: " + "; ".join(lines)) from None
+
+
+_KEY_IN_MESSAGE = re.compile(r"^([a-z_][a-z0-9_]*): ")
+_BRANCH_MISMATCH = ("Input should be a valid string", "Input should be a valid dictionary")
+
+
+def _is_union_tag(part: str) -> bool:
+    """Return True for the member names pydantic puts in the location of a union error."""
+    return part in ("str", "ModelSpec", "int", "float", "bool") or "[" in part
 
 
 def _plugin_manager(cfg: BacktestConfig) -> PluginManager:

@@ -34,7 +34,7 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
-from .errors import ConfigError, PluginError
+from .errors import ConfigError, DataValidationError, PluginError
 
 __all__ = [
     "DEFAULT_PLUGINS",
@@ -459,6 +459,8 @@ class PluginRegistry:
             provider = found
         try:
             obj = provider.factory(**params)
+        except DataValidationError:
+            raise  # bad data, not a bad parameter: its message names the file and row
         except (ConfigError, TypeError, ValueError) as exc:
             key, problem = _param_problem(exc, params, provider.factory)
             if key is not None:

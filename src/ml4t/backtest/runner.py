@@ -152,7 +152,8 @@ def run_config(
     strategy : Strategy, optional
         Use this strategy instead of importing the config's ``strategy`` section.
     output_dir : str or Path, optional
-        Overrides ``reporting.output_dir``.
+        Overrides ``reporting.output_dir``; the single-file outputs (``trades_output``, ...)
+        are then written there too, under their file names.
     overrides : sequence of str
         ``key.path=value`` assignments applied before validation (only with a path).
     progress : callable, optional
@@ -178,6 +179,8 @@ def run_config(
     if out_dir is None and rep.output_dir is not None:
         out_dir = cfg.path(rep.output_dir)
     singles = {kind: cfg.path(p) for kind, p in rep.outputs().items()}
+    if output_dir is not None:  # --output: every file of the run goes there
+        singles = {kind: Path(output_dir) / p.name for kind, p in singles.items()}
     if out_dir is None and not singles:
         return result, []
     home = out_dir if out_dir is not None else next(iter(singles.values())).parent
