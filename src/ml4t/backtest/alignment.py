@@ -83,6 +83,22 @@ def align_asof(
     if clash:
         raise DataValidationError(f"align_asof: columns {clash} are in both frames")
     dtype = left.schema[on]
+    for col in (on, avail):
+        if col is not None and _zone(right.schema[col]) != _zone(dtype):
+            raise DataValidationError(
+                f"align_asof signals: column {col!r} has timezone {_zone(right.schema[col])!r} "
+                f"but the bars' {on!r} has {_zone(dtype)!r}; make both aware or both naive"
+            )
+    dup_keys = [c for c in (by, on, avail) if c is not None]
+    dup = right.filter(pl.struct(dup_keys).is_duplicated()).head(1)
+    if dup.height:
+        row = dup.row(0, named=True)
+        asset = f"asset {row[by]!r} at " if by is not None else ""
+        when = row[on].isoformat() if hasattr(row[on], "isoformat") else row[on]
+        raise DataValidationError(
+            f"align_asof signals: duplicate row for {asset}timestamp {when}; give each "
+            "(asset, timestamp) once, or distinct available_at times for revisions"
+        )
     ts = pl.col(on).cast(dtype)
     vis = ts if avail is None else pl.max_horizontal(ts, pl.col(avail).cast(dtype).fill_null(ts))
     group = [by] if by is not None else []
@@ -108,6 +124,11 @@ def align_asof(
         fresh = age.dt.total_nanoseconds() <= stale_ns
         joined = joined.with_columns(pl.when(fresh).then(pl.col(c)).alias(c) for c in cols)
     return joined.sort(_ROW).drop(_ROW, _VIS, _SIG_TS)
+
+
+def _zone(dtype: pl.DataType) -> str | bool | None:
+    """Return a Datetime's time zone (None when naive); Date counts as naive."""
+    return dtype.time_zone if isinstance(dtype, pl.Datetime) else None
 
 
 def _detect(df: pl.DataFrame, names: tuple[str, ...], what: str, label: str) -> str:

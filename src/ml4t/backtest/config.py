@@ -367,7 +367,7 @@ def _validate(raw: dict[str, Any], source: str) -> BacktestConfig:
                 loc.append(key.group(1))  # "trades_output: ..." from a model validator
                 msg = msg[key.end() :]
             problems.setdefault(".".join(loc) or "(top level)", []).append(msg)
-        lines = []
+        lines: list[str] = []
         for where, msgs in problems.items():
             # a value matching no member of a union reports every member's complaint; a
             # "should be a valid string/dictionary" is only the other member's when there
