@@ -414,6 +414,7 @@ def _import_strategy(cfg: BacktestConfig) -> Strategy:
     added = base not in sys.path
     if added:
         sys.path.insert(0, base)
+    _forget_module_from_elsewhere(sc.module, Path(base))
     try:
         module = importlib.import_module(sc.module)
     except ImportError as exc:
@@ -432,6 +433,24 @@ def _import_strategy(cfg: BacktestConfig) -> Strategy:
         return cls(**sc.params)
     except TypeError as exc:
         raise ConfigError(f"{cfg.source}: strategy.params: {exc}") from exc
+
+
+def _forget_module_from_elsewhere(name: str, base: Path) -> None:
+    """Drop a cached module of that name when the config's directory has its own file.
+
+    Two projects each with a ``strategy.py``: the second config must import its own, not
+    the one the first left in ``sys.modules``.
+    """
+    cached = sys.modules.get(name)
+    where = getattr(cached, "__file__", None)
+    rel = Path(*name.split("."))
+    own = [base / rel.with_suffix(".py"), base / rel / "__init__.py"]
+    mine = next((f for f in own if f.is_file()), None)
+    if cached is None or where is None or mine is None:
+        return
+    if Path(where).resolve() != mine.resolve():
+        for key in [k for k in sys.modules if k == name or k.startswith(name + ".")]:
+            del sys.modules[key]
 
 
 #: Feed parameters holding file paths, resolved against the config file's directory.

@@ -204,7 +204,12 @@ def run_config(
             os.replace(src, dst)
             written.append(dst)
         config_path = home / RESOLVED_CONFIG
-        _atomic_text(config_path, yaml.safe_dump(resolved_config(cfg), sort_keys=False))
+        resolved = resolved_config(cfg)
+        if out_dir is not None:  # where this run actually wrote (--output)
+            resolved["reporting"]["output_dir"] = str(out_dir.resolve())
+            for kind, target in singles.items():
+                resolved["reporting"][f"{kind}_output"] = str(target.resolve())
+        _atomic_text(config_path, yaml.safe_dump(resolved, sort_keys=False))
         written.append(config_path)
         manifest = {
             "config_file": None if cfg.source == "<config>" else str(Path(cfg.source).resolve()),
