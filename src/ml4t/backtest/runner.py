@@ -172,8 +172,6 @@ def run_config(
         cfg = load_config(config, overrides=overrides)
     started = datetime.now(UTC)
     t0 = time.perf_counter()
-    engine = engine_from_config(cfg, strategy)
-    result = engine.run(progress=progress)
     rep = cfg.reporting
     out_dir = Path(output_dir) if output_dir is not None else None
     if out_dir is None and rep.output_dir is not None:
@@ -181,8 +179,12 @@ def run_config(
     singles = {kind: cfg.path(p) for kind, p in rep.outputs().items()}
     if output_dir is not None:  # --output: every file of the run goes there
         singles = {kind: Path(output_dir) / p.name for kind, p in singles.items()}
+    engine = engine_from_config(cfg, strategy)
     if out_dir is None and not singles:
-        return result, []
+        return engine.run(progress=progress), []
+    # hashed before the run: the record is of the data the run reads
+    hashes = {str(f): {"sha256": _sha256(f), "bytes": f.stat().st_size} for f in data_files(cfg)}
+    result = engine.run(progress=progress)
     home = out_dir if out_dir is not None else next(iter(singles.values())).parent
     home.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".ml4t-run-", dir=home))
@@ -215,9 +217,7 @@ def run_config(
             "config_file": None if cfg.source == "<config>" else str(Path(cfg.source).resolve()),
             "overrides": list(overrides),
             "resolved_config": RESOLVED_CONFIG,
-            "data_files": {
-                str(f): {"sha256": _sha256(f), "bytes": f.stat().st_size} for f in data_files(cfg)
-            },
+            "data_files": hashes,
             "versions": _versions(),
             "plugins": result.metadata.get("plugins", []),
             "outputs": [str(p) for p in written],
