@@ -14,13 +14,12 @@ from typing import Any
 import polars as pl
 
 from .core.asof import parse_duration_ns
+from .core.data import ASSET_ALIASES, TIMESTAMP_ALIASES, find_column
 from .errors import DataValidationError
 from .io import FeedSource, to_polars_frame
 
 __all__ = ["align_asof"]
 
-_TS = ("timestamp", "datetime", "date", "time", "dt")
-_ASSET = ("asset_id", "symbol")
 _VIS = "__ml4t_visible"
 _ROW = "__ml4t_row"
 _SIG_TS = "__ml4t_signal_ts"
@@ -67,11 +66,15 @@ def align_asof(
     """
     left = to_polars_frame(bars, "align_asof bars")
     right = to_polars_frame(signals, "align_asof signals")
-    on = on or _detect(left, _TS, "bars", "timestamp")
+    on = on or find_column(left.columns, TIMESTAMP_ALIASES)
+    if on is None:
+        raise DataValidationError(
+            f"align_asof bars: missing timestamp column; columns are {left.columns}"
+        )
     if on not in right.columns:
         raise DataValidationError(f"align_asof signals: missing timestamp column {on!r}")
     if by is None:
-        by = next((c for c in _ASSET if c in left.columns), None)
+        by = find_column(left.columns, ASSET_ALIASES)
     if by is not None and by not in right.columns:
         raise DataValidationError(f"align_asof signals: missing asset column {by!r}")
     avail = available_at or ("available_at" if "available_at" in right.columns else None)
@@ -129,13 +132,3 @@ def align_asof(
 def _zone(dtype: pl.DataType) -> str | bool | None:
     """Return a Datetime's time zone (None when naive); Date counts as naive."""
     return dtype.time_zone if isinstance(dtype, pl.Datetime) else None
-
-
-def _detect(df: pl.DataFrame, names: tuple[str, ...], what: str, label: str) -> str:
-    lower = {c.lower(): c for c in df.columns}
-    found = next((lower[n] for n in names if n in lower), None)
-    if found is None:
-        raise DataValidationError(
-            f"align_asof {what}: missing {label} column; columns are {df.columns}"
-        )
-    return found

@@ -46,6 +46,7 @@ from pydantic import (
 )
 
 from .core.asof import parse_duration_ns
+from .core.data import TIMESTAMP_ALIASES
 from .errors import ConfigError, DataValidationError
 from .io import to_polars_frame
 from .plugins import PluginManager, get_plugin_manager
@@ -651,7 +652,7 @@ def _read_context(cfg: BacktestConfig) -> pl.DataFrame:
             f"{cfg.source}: data.context_data.fields: {missing} not in {path}; columns are "
             f"{df.columns}"
         )
-    keys = {"timestamp", "datetime", "date", "time", "dt", cd.available_at or "available_at"}
+    keys = {*TIMESTAMP_ALIASES, cd.available_at or "available_at"}
     return df.select(*[c for c in df.columns if c.lower() in keys], *cd.fields)
 
 

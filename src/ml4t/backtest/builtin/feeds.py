@@ -16,7 +16,13 @@ import numpy as np
 import polars as pl
 
 from ..core.asof import AsOfRows
-from ..core.data import PRICE_COLUMNS, RawBlock
+from ..core.data import (
+    ASSET_ALIASES,
+    PRICE_COLUMNS,
+    TIMESTAMP_ALIASES,
+    RawBlock,
+    find_column,
+)
 from ..errors import DataValidationError
 from ..hookspecs import hookimpl
 from ..io import FeedSource, read_ohlcv_csv, to_polars
@@ -34,9 +40,6 @@ __all__ = [
     "ml4t_make_feed",
     "ml4t_register_feeds",
 ]
-
-_TS_ALIASES = ("timestamp", "datetime", "date", "time", "dt")
-_ASSET_ALIASES = ("asset_id", "symbol")
 
 
 class PolarsDataFeed:
@@ -202,7 +205,7 @@ class PolarsDataFeed:
         asset_id: str | None,
     ) -> tuple[dict[str, str], str, str | None]:
         lower = {c.lower(): c for c in schema}
-        ts_col = timestamp_column or next((lower[a] for a in _TS_ALIASES if a in lower), None)
+        ts_col = timestamp_column or find_column(list(schema), TIMESTAMP_ALIASES)
         if ts_col is None or ts_col not in schema:
             raise DataValidationError(
                 f"{self.name}: missing required column 'timestamp' (or datetime/date); "
@@ -214,7 +217,7 @@ class PolarsDataFeed:
                 f"{self.name}: missing required column(s) {missing}; columns are {list(schema)}"
             )
         rename = {lower[c]: c for c in PRICE_COLUMNS}
-        asset_col = asset_column or next((lower[a] for a in _ASSET_ALIASES if a in lower), None)
+        asset_col = asset_column or find_column(list(schema), ASSET_ALIASES)
         if asset_column is not None and asset_column not in schema:
             raise DataValidationError(f"{self.name}: asset column {asset_column!r} not found")
         if asset_col is None and asset_id is None:

@@ -17,13 +17,11 @@ import polars as pl
 
 from ..core.asof import AsOfRows, check_rows, parse_duration_ns
 from ..core.context import visible_times
+from ..core.data import ASSET_ALIASES, TIMESTAMP_ALIASES, find_column
 from ..errors import DataValidationError
 from ..io import FeedSource, to_polars_frame
 
 __all__ = ["SignalData", "read_signal_data"]
-
-_TS_ALIASES = ("timestamp", "datetime", "date", "time", "dt")
-_ASSET_ALIASES = ("asset_id", "symbol")
 
 
 class SignalData:
@@ -49,15 +47,12 @@ class SignalData:
         self.source = source
         self.frame = to_polars_frame(data, source)
         cols = self.frame.columns
-        lower = {c.lower(): c for c in cols}
-        self.ts_col = next((lower[a] for a in _TS_ALIASES if a in lower), None)
+        self.ts_col = find_column(cols, TIMESTAMP_ALIASES)
         if self.ts_col is None:
             raise DataValidationError(
                 f"{source}: missing required column 'timestamp'; columns are {cols}"
             )
-        self.asset_col = asset_column or next(
-            (lower[a] for a in _ASSET_ALIASES if a in lower), None
-        )
+        self.asset_col = asset_column or find_column(cols, ASSET_ALIASES)
         if asset_column is not None and asset_column not in cols:
             raise DataValidationError(f"{source}: asset column {asset_column!r} not found")
         if available_at is not None and available_at not in cols:

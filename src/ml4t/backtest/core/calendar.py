@@ -137,14 +137,14 @@ class SessionCalendar:
         nxt = np.minimum(j + 1, last)
         j = np.where((j < last) & (self.open_ns[nxt] <= ts), nxt, j)
         inside = (j <= last) & (self.open_ns[np.minimum(j, last)] <= ts)
-        local_day, midnight = _local_days(ts, self.data_tz)
-        if not self.intraday and midnight.all():
-            # daily bars, labelled by their date: that date's session
-            k = np.searchsorted(self.day, local_day, side="left")
-            inside = self.day[np.minimum(k, last)] == local_day
-            j = np.where(inside, k, j)
-        else:
-            self.intraday = True
+        if not self.intraday:
+            local_day, midnight = _local_days(ts, self.data_tz)
+            if midnight.all():  # daily bars, labelled by their date: that date's session
+                k = np.searchsorted(self.day, local_day, side="left")
+                inside = self.day[np.minimum(k, last)] == local_day
+                j = np.where(inside, k, j)
+            else:
+                self.intraday = True
         return np.minimum(j, last), ~inside
 
     def session(self, index: int, to_datetime: Any) -> Session:

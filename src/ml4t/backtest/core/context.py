@@ -17,10 +17,9 @@ import polars as pl
 from ..errors import DataValidationError
 from ..io import to_polars_frame
 from .asof import AsOfRows, AsOfTable, parse_duration_ns
+from .data import TIMESTAMP_ALIASES, find_column
 
 __all__ = ["Context", "series_from_frame", "visible_times"]
-
-_TS_NAMES = ("timestamp", "datetime", "date", "time", "dt")
 
 
 def series_from_frame(
@@ -48,8 +47,7 @@ def series_from_frame(
     A missing observation (null or NaN) is dropped from its column, so the as-of value
     stays the previous observation (bound its age with ``max_staleness``).
     """
-    lower = {c.lower(): c for c in df.columns}
-    ts_col = next((lower[n] for n in _TS_NAMES if n in lower), None)
+    ts_col = find_column(df.columns, TIMESTAMP_ALIASES)
     if ts_col is None:
         raise DataValidationError(
             f"{source}: missing required column 'timestamp'; columns are {df.columns}"

@@ -25,18 +25,32 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 __all__ = [
+    "ASSET_ALIASES",
     "PRICE_COLUMNS",
+    "TIMESTAMP_ALIASES",
     "Block",
     "Chunk",
     "Feed",
     "LazyColumns",
     "RawBlock",
+    "find_column",
     "make_ts_converter",
     "merge_raw_blocks",
     "row_of",
 ]
 
 PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "volume")
+#: names a timestamp column may have (matched case-insensitively), in order of preference
+TIMESTAMP_ALIASES: tuple[str, ...] = ("timestamp", "datetime", "date", "time", "dt")
+#: names an asset column may have (matched case-insensitively)
+ASSET_ALIASES: tuple[str, ...] = ("asset_id", "symbol")
+
+
+def find_column(columns: Sequence[str], aliases: Sequence[str]) -> str | None:
+    """Return the first of ``columns`` matching ``aliases`` case-insensitively, or None."""
+    lower = {c.lower(): c for c in columns}
+    return next((lower[a] for a in aliases if a in lower), None)
+
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_NAIVE = datetime(1970, 1, 1)
