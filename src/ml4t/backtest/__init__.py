@@ -29,6 +29,7 @@ from .builtin.slippage import (
 )
 from .config import BacktestConfig, load_config
 from .core.assets import AssetRegistry, AssetSpec
+from .core.batch import BatchStrategy
 from .core.broker import Broker, CommissionModel, ImpactModel, SlippageModel
 from .core.calendar import Session
 from .core.context import Context
@@ -39,10 +40,19 @@ from .core.events import FillEvent, MarketEvent, OrderEvent
 from .core.orders import Order, OrderSide, OrderStatus, OrderType, TimeInForce
 from .core.results import BacktestResult
 from .core.strategy import Strategy
+from .declarative import (
+    ConfidenceSizer,
+    FixedSizer,
+    PercentSizer,
+    Rule,
+    SignalStrategy,
+    TopKSizer,
+)
 from .errors import (
     BacktestError,
     ConfigError,
     DataValidationError,
+    KernelFallbackWarning,
     OutsideSessionWarning,
     PluginError,
     StrategyError,
@@ -61,8 +71,10 @@ __all__ = [
     "BacktestError",
     "BacktestResult",
     "BasisPointsSlippage",
+    "BatchStrategy",
     "Broker",
     "CommissionModel",
+    "ConfidenceSizer",
     "ConfigError",
     "Context",
     "CorporateActions",
@@ -71,9 +83,11 @@ __all__ = [
     "Feed",
     "FillEvent",
     "FixedCommission",
+    "FixedSizer",
     "FixedSlippage",
     "IBKRFixedCommission",
     "ImpactModel",
+    "KernelFallbackWarning",
     "MarketEvent",
     "NoCommission",
     "NoImpact",
@@ -87,6 +101,7 @@ __all__ = [
     "ParquetDataFeed",
     "ParquetReporter",
     "PerShareCommission",
+    "PercentSizer",
     "PercentageCommission",
     "PercentageSlippage",
     "PluginError",
@@ -95,7 +110,9 @@ __all__ = [
     "PolarsDataFeed",
     "RawBlock",
     "RiskLimits",
+    "Rule",
     "Session",
+    "SignalStrategy",
     "SimulationBroker",
     "SlippageModel",
     "SpreadSlippage",
@@ -104,6 +121,7 @@ __all__ = [
     "SummaryReporter",
     "TieredCommission",
     "TimeInForce",
+    "TopKSizer",
     "VolumeShareSlippage",
     "__version__",
     "align_asof",

@@ -11,6 +11,7 @@ __all__ = [
     "BacktestError",
     "ConfigError",
     "DataValidationError",
+    "KernelFallbackWarning",
     "OutsideSessionWarning",
     "PluginError",
     "StrategyError",
@@ -85,3 +86,11 @@ class PluginError(BacktestError):
 
 class OutsideSessionWarning(UserWarning):
     """Bars fall outside the trading calendar's sessions (``outside_sessions="warn"``)."""
+
+
+class KernelFallbackWarning(UserWarning):
+    """A :class:`~ml4t.backtest.SignalStrategy` runs on the event path, not the kernel.
+
+    The message says which broker setting, cost model or strategy override has no kernel
+    version. Results are the same; only speed differs.
+    """

@@ -107,6 +107,10 @@ class NoCommission:
         """Return 0."""
         return 0.0
 
+    def kernel_params(self) -> tuple[int, tuple[float, ...]]:
+        """Return the kernel formula (see :mod:`ml4t.backtest.kernels.costs`)."""
+        return 0, ()
+
     def __repr__(self) -> str:
         return "NoCommission()"
 
@@ -153,6 +157,10 @@ class PercentageCommission:
             raw_before = min(self.minimum, self.rate * filled_before * price)
         total = max(self.minimum, raw_before + self.rate * quantity * price)
         return max(0.0, total - paid_before)
+
+    def kernel_params(self) -> tuple[int, tuple[float, ...]]:
+        """Return the kernel formula (see :mod:`ml4t.backtest.kernels.costs`)."""
+        return 1, (self.rate, self.minimum)
 
     def __repr__(self) -> str:
         return f"PercentageCommission(rate={self.rate!r}, minimum={self.minimum!r})"
@@ -215,6 +223,11 @@ class PerShareCommission:
             paid_before,
             notional_before,
         )
+
+    def kernel_params(self) -> tuple[int, tuple[float, ...]]:
+        """Return the kernel formula (see :mod:`ml4t.backtest.kernels.costs`)."""
+        cap = float("nan") if self.maximum_rate is None else self.maximum_rate
+        return 2, (self.cost_per_share, self.minimum, cap)
 
     def __repr__(self) -> str:
         return (
@@ -279,6 +292,10 @@ class FixedCommission:
     ) -> float:
         """Return what is left of ``amount`` after ``paid_before`` (0 once it is paid)."""
         return max(0.0, self.amount - paid_before)
+
+    def kernel_params(self) -> tuple[int, tuple[float, ...]]:
+        """Return the kernel formula (see :mod:`ml4t.backtest.kernels.costs`)."""
+        return 3, (self.amount,)
 
     def __repr__(self) -> str:
         return f"FixedCommission(amount={self.amount!r})"

@@ -8,7 +8,10 @@ window's predicate pushed down, so memory stays bounded by the window size.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from decimal import Decimal
+from numbers import Integral
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -79,10 +82,27 @@ class PolarsDataFeed:
         (``"3d"``, ``"36h"``); older values read as ``NaN``.
     timestamp_column, asset_column : str, optional
         Override the column names that are detected automatically.
-    chunk_size : str, optional
-        Time window read at once from a lazy source, as a polars duration (``"1mo"``,
-        ``"1month"``, ``"2w"``, ``"1d"``). Defaults to one month for lazy sources; an
-        in-memory frame is converted whole.
+    chunk_size : str or int, optional
+        How much of the data the engine handles at once (one *window*); lazy sources are
+        read one window at a time, with the window's time filter and the needed columns
+        pushed down into the Parquet scan, so memory is bounded by the window. One of:
+
+        - a duration: ``"1d"``, ``"2w"``, ``"1mo"`` (or ``"1month"``), ``"1y"``. Windows
+          start at calendar boundaries (UTC midnight, Mondays, the first of a month or of
+          a year, counted from the one at or before the first bar). A very large duration
+          (``"100y"``) gives one window, i.e. the whole lazy source in memory;
+        - a row count: ``500_000``, ``"500k rows"``, ``"1.5m rows"``, ``"500000 rows"``;
+        - a memory size: ``"256MB"``, ``"1GB"`` (decimal) or ``"256MiB"``, ``"1GiB"``
+          (binary), turned into a row count with 8 bytes per float column read (prices,
+          volume, signals, indicators), 8 for the timestamp and 4 for the asset code.
+
+        A row window never splits a timestamp: all rows of one timestamp are in the same
+        window, so a timestamp with more rows than the limit is a window of its own.
+        With several feeds the clock cuts at the union of their windows' edges (the
+        smallest duration, plus every feed's row edges), so each feed's limit holds.
+        Defaults to one month for lazy sources; an in-memory frame is one window unless
+        ``chunk_size`` is given. Results never depend on the chunk size: orders, positions,
+        sessions and ``history`` carry across window edges.
     name : str, optional
         Name used in error messages (defaults to the file path or ``"frame"``).
 
@@ -107,7 +127,7 @@ class PolarsDataFeed:
         signal_max_staleness: Any = None,
         timestamp_column: str | None = None,
         asset_column: str | None = None,
-        chunk_size: str | None = None,
+        chunk_size: str | int | None = None,
         name: str | None = None,
     ) -> None:
         self.name = name or (str(data) if isinstance(data, str | Path) else "frame")
@@ -181,10 +201,22 @@ class PolarsDataFeed:
         ]
         if asset_col is not None:
             exprs.append(pl.col(asset_col).cast(pl.String).alias(ASSET))
+        self._source, self._exprs = lf, exprs
+        self._ts_col, self._ts_dtype = ts_col, schema[ts_col]
         self._frame = lf.with_row_index(ROW).select(pl.col(ROW), *exprs)
+        #: (end of the last window loaded, source rows before it)
+        self._next_load: tuple[int, int] | None = None
         self._has_asset_col = asset_col is not None
         self._single_asset = asset_id
-        self.chunk_size = _parse_chunk(chunk_size or ("1mo" if self._lazy else None), self.name)
+        row_bytes = 8 * (len(PRICE_COLUMNS) + len(self._value_cols)) + 8 + 4
+        #: the duration part of ``chunk_size`` (read by the clock), or None
+        self.chunk_size: str | None
+        #: the row limit per window (from a row count or a memory size), or None
+        self.chunk_rows: int | None
+        self.chunk_size, self.chunk_rows = _parse_chunk(
+            "1mo" if chunk_size is None and self._lazy else chunk_size, self.name, row_bytes
+        )
+        self._key_counts: tuple[np.ndarray, np.ndarray] | None = None
         self._context = _context_series(context_data, self.name, self.timezone)
         if self._lazy:
             self._scan_lazy()
@@ -255,6 +287,8 @@ class PolarsDataFeed:
         self._set_assets(df_keys)
         ts = df_keys[TS]
         self._bounds = (int(ts.min()), int(ts.max())) if len(ts) else (0, -1)  # type: ignore[arg-type]
+        if self.chunk_rows is not None:  # keep rows per timestamp, not every key
+            self._key_counts = _timestamp_counts(ts.to_numpy())
 
     def _set_assets(self, df: pl.DataFrame) -> None:
         if self._has_asset_col:
@@ -284,7 +318,14 @@ class PolarsDataFeed:
             return RawBlock(
                 self._ts[lo:hi], self._code[lo:hi], {c: v[lo:hi] for c, v in self._cols.items()}
             )
-        df = self._frame.filter((pl.col(TS) >= start_ns) & (pl.col(TS) < end_ns)).collect()
+        last = self._next_load
+        first_row = last[1] if last is not None and last[0] == start_ns else None
+        if first_row is None:  # not the window after the last one: count the rows before
+            before = self._source.filter(pl.col(self._ts_col) < self._ts_literal(start_ns))
+            first_row = int(before.select(pl.len()).collect().item())
+        df = self._window_query(start_ns, end_ns).collect()
+        df = df.with_row_index(ROW, offset=first_row)  # source row numbers, for messages
+        self._next_load = (end_ns, first_row + df.height)
         validate_rows(df, self.name, self._value_cols, self.timezone)
         if self._has_asset_col:
             extra = set(df[ASSET].unique().to_list()) - set(self.asset_ids)
@@ -295,6 +336,36 @@ class PolarsDataFeed:
             self._codes(df),
             {c: _f64(df[c]) for c in (*PRICE_COLUMNS, *self._value_cols)},
         )
+
+    def window_edges(self, lo: int, hi: int) -> list[int] | None:
+        """Return where windows must start to honour the row limit, or None without one.
+
+        The timestamps in ``(lo, hi)`` (int ns UTC) at which a new window starts, so that
+        no window holds more than ``chunk_rows`` of this feed's rows, unless it is a single
+        timestamp. Rows are counted from ``lo``; the clock merges these with its other
+        window edges.
+        """
+        if self.chunk_rows is None:
+            return None
+        if self._key_counts is None:  # in-memory frame: counted once, from the arrays
+            self._key_counts = _timestamp_counts(self._ts)
+        uniq, cum = self._key_counts
+        return _row_cuts(uniq, cum, self.chunk_rows, lo, hi)
+
+    def _window_query(self, start_ns: int, end_ns: int) -> pl.LazyFrame:
+        """Return the query reading ``start_ns <= ts < end_ns`` from the lazy source.
+
+        The filter is on the source's own timestamp column, compared with literals of its
+        type, so polars pushes it into the Parquet scan (row groups outside the window are
+        skipped) and reads only the columns the feed uses. No row index is taken in the
+        query (it can keep the filter out of the scan); ``load`` numbers the rows after.
+        """
+        col = pl.col(self._ts_col)
+        lo, hi = self._ts_literal(start_ns), self._ts_literal(end_ns)
+        return self._source.filter((col >= lo) & (col < hi)).select(self._exprs)
+
+    def _ts_literal(self, ns: int) -> pl.Expr:
+        return _ts_literal(ns, self._ts_dtype)
 
     def context_frames(self) -> Mapping[str, tuple[np.ndarray, ...]]:
         """Return the market-wide series carried by ``context_data``."""
@@ -352,17 +423,93 @@ def _f64(series: pl.Series) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.float64)
 
 
-def _parse_chunk(chunk: str | None, source: str) -> str | None:
+_DURATION = re.compile(r"^(\d+)\s*(mo|months?|w|weeks?|d|days?|y|years?)$")
+_ROWS = re.compile(r"^(\d[\d_,]*(?:\.\d+)?)\s*([km]?)\s*rows?$")
+_BYTES = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgt]i?b|b)$")
+_ROW_SCALE = {"": 1, "k": 1_000, "m": 1_000_000}
+_BYTE_SCALE = {"b": 1} | {
+    f"{p}{i}b": (1024 if i else 1000) ** (k + 1) for k, p in enumerate("kmgt") for i in ("", "i")
+}
+
+
+def _parse_chunk(
+    chunk: str | int | None, source: str, row_bytes: int
+) -> tuple[str | None, int | None]:
+    """Return ``(duration, rows)`` from a ``chunk_size`` (at most one is not None)."""
     if chunk is None:
-        return None
-    text = chunk.strip().lower().replace("months", "mo").replace("month", "mo")
-    text = text.replace("weeks", "w").replace("week", "w").replace("days", "d").replace("day", "d")
-    digits = text[: len(text) - len(text.lstrip("0123456789"))]
-    if not digits or int(digits) <= 0 or text[len(digits) :] not in ("mo", "w", "d"):
-        raise DataValidationError(
-            f"{source}: chunk_size {chunk!r} is not a duration like '1month', '2w' or '7d'"
-        )
-    return text
+        return None, None
+    what = (
+        f"{source}: chunk_size {chunk!r} is not a duration ('1d', '2w', '1mo', '1y'), a row "
+        "count (500_000 or '500k rows') or a memory size ('256MB', '1GiB')"
+    )
+    if isinstance(chunk, Integral) and not isinstance(chunk, bool):
+        if chunk <= 0:
+            raise DataValidationError(f"{what}: a row count must be >= 1")
+        return None, int(chunk)
+    if not isinstance(chunk, str):
+        raise DataValidationError(f"{what}: got a {type(chunk).__name__}")
+    text = chunk.strip().lower()
+    if match := _DURATION.match(text):
+        n, unit = int(match.group(1)), match.group(2)
+        if n <= 0:
+            raise DataValidationError(f"{what}: a duration must be at least 1")
+        return f"{n}{'mo' if unit.startswith('mo') else unit[0]}", None
+    if match := _ROWS.match(text):
+        number = Decimal(match.group(1).replace("_", "").replace(",", ""))
+        rows = number * _ROW_SCALE[match.group(2)]
+        if rows < 1 or rows != int(rows):
+            raise DataValidationError(f"{what}: a row count must be a whole number >= 1")
+        return None, int(rows)
+    if match := _BYTES.match(text):
+        size = Decimal(match.group(1)) * _BYTE_SCALE[match.group(2)]
+        rows = int(size // row_bytes)
+        if rows < 1:
+            raise DataValidationError(
+                f"{what}: it is less than one row ({row_bytes} bytes for the columns read)"
+            )
+        return None, rows
+    raise DataValidationError(what)
+
+
+def _ts_literal(ns: int, dtype: pl.DataType) -> pl.Expr:
+    """Return the smallest value ``v`` of ``dtype`` whose instant is at or after ``ns``.
+
+    So ``col >= lit(start)`` and ``col < lit(end)`` select exactly the rows with
+    ``start <= ts_ns < end`` whatever the column's resolution.
+    """
+    if isinstance(dtype, pl.Datetime):
+        step = {"ns": 1, "us": 1_000, "ms": 1_000_000}[dtype.time_unit or "us"]
+        return pl.lit(-(-ns // step), dtype=pl.Int64).cast(dtype)
+    day = 86_400 * 10**9
+    return pl.lit(-(-ns // day), dtype=pl.Int32).cast(pl.Date)
+
+
+def _timestamp_counts(ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return the distinct timestamps of sorted ``ts`` and the rows before each (+ total)."""
+    ts = np.asarray(ts, dtype=np.int64)
+    if not ts.shape[0]:
+        return ts, np.zeros(1, dtype=np.int64)
+    starts = np.flatnonzero(np.concatenate(([True], ts[1:] != ts[:-1])))
+    return ts[starts], np.append(starts, ts.shape[0]).astype(np.int64)
+
+
+def _row_cuts(uniq: np.ndarray, cum: np.ndarray, limit: int, lo: int, hi: int) -> list[int]:
+    """Greedy cut points in ``(lo, hi)`` keeping each window within ``limit`` rows.
+
+    ``uniq`` are the distinct timestamps, ``cum[k]`` the rows before ``uniq[k]``. A window
+    takes whole timestamps while they fit; a timestamp larger than ``limit`` is alone.
+    """
+    s = int(np.searchsorted(uniq, lo, side="left"))
+    stop = int(np.searchsorted(uniq, hi, side="left"))
+    cuts: list[int] = []
+    while s < stop:
+        e = int(np.searchsorted(cum, cum[s] + limit, side="right")) - 1
+        e = max(e, s + 1)
+        if e >= stop:
+            break
+        cuts.append(int(uniq[e]))
+        s = e
+    return cuts
 
 
 def _context_series(

@@ -332,6 +332,7 @@ class SimulationBroker(OrderEntry, FillEngine, OrderLinks):
         )
         lot = np.where(np.isnan(arrays.lot_size), 0.0 if self.fractional else 1.0, arrays.lot_size)
         self._lot: list[float] = lot.tolist()
+        self._any_lot = bool((lot > 0).any())
         self._tick: list[float] = arrays.tick_size.tolist()
         self._min_qty: list[float] = arrays.min_quantity.tolist()
         self._asset_borrow: list[float] = arrays.borrow_rate.tolist()

@@ -52,6 +52,10 @@ class NoSlippage:
         """Return ``price`` unchanged."""
         return price
 
+    def kernel_params(self) -> tuple[int, tuple[float, ...]]:
+        """Return the kernel formula (see :mod:`ml4t.backtest.kernels.costs`)."""
+        return 0, ()
+
     def __repr__(self) -> str:
         return "NoSlippage()"
 
@@ -84,6 +88,10 @@ class FixedSlippage:
             return price + self.amount
         return max(price - self.amount, min(price, _PRICE_FLOOR))
 
+    def kernel_params(self) -> tuple[int, tuple[float, ...]]:
+        """Return the kernel formula (see :mod:`ml4t.backtest.kernels.costs`)."""
+        return 1, (self.amount,)
+
     def __repr__(self) -> str:
         return f"FixedSlippage(amount={self.amount!r})"
 
@@ -113,6 +121,10 @@ class PercentageSlippage:
     ) -> float:
         """Return ``price * (1 + side * rate)``."""
         return price * (1.0 + side * self.rate)
+
+    def kernel_params(self) -> tuple[int, tuple[float, ...]]:
+        """Return the kernel formula (see :mod:`ml4t.backtest.kernels.costs`)."""
+        return 2, (self.rate,)
 
     def __repr__(self) -> str:
         return f"PercentageSlippage(rate={self.rate!r})"
@@ -144,6 +156,10 @@ class BasisPointsSlippage:
     ) -> float:
         """Return ``price * (1 + side * bps / 10000)``."""
         return price * (1.0 + side * self._rate)
+
+    def kernel_params(self) -> tuple[int, tuple[float, ...]]:
+        """Return the kernel formula (see :mod:`ml4t.backtest.kernels.costs`)."""
+        return 2, (self._rate,)
 
     def __repr__(self) -> str:
         return f"BasisPointsSlippage(bps={self.bps!r})"

@@ -148,7 +148,14 @@ class Clock:
         return self.base_index + self.i
 
     def windows(self) -> list[tuple[int, int]]:
-        """Return the ``[start, end)`` time windows blocks are loaded in."""
+        """Return the ``[start, end)`` time windows blocks are loaded in.
+
+        Windows are cut at the union of two kinds of edges: calendar boundaries of the
+        smallest duration ``chunk_size`` among the feeds (days, Mondays, month or year
+        starts, counted from the one at or before the first bar), and the timestamps each
+        feed's ``window_edges(lo, hi)`` returns (row limits). Every edge is a timestamp, so
+        a window never splits the rows of one timestamp. No edge at all gives one window.
+        """
         bounds = [f.time_bounds() for f in self.feeds]
         bounds = [b for b in bounds if b[1] >= b[0]]
         if not bounds:
@@ -160,15 +167,17 @@ class Clock:
         hi = hi if end is None else min(hi, end)
         if hi <= lo:
             return []
+        cuts: set[int] = set()
         sizes: list[str] = [s for f in self.feeds if (s := getattr(f, "chunk_size", None))]
-        if not sizes:
-            return [(lo, hi)]
-        freq = _pandas_freq(min(sizes, key=_approx_days))
-        edges = pd.date_range(
-            pd.Timestamp(lo).floor("D"), pd.Timestamp(hi), freq=freq
-        ).asi8.tolist()
-        cuts = [lo, *[e for e in edges if lo < e < hi], hi]
-        return list(itertools.pairwise(cuts))
+        if sizes:
+            cuts.update(_duration_cuts(lo, hi, min(sizes, key=_approx_days)))
+        for feed in self.feeds:
+            edges_of = getattr(feed, "window_edges", None)
+            edges = edges_of(lo, hi) if callable(edges_of) else None
+            if edges:
+                cuts.update(int(e) for e in edges)
+        inner = sorted(e for e in cuts if lo < e < hi)
+        return list(itertools.pairwise([lo, *inner, hi]))
 
     def blocks(self) -> Iterator[Block]:
         """Yield merged blocks in time order."""
@@ -206,9 +215,28 @@ def _approx_days(size: str) -> float:
     return n * _UNIT_DAYS[unit]
 
 
-def _pandas_freq(size: str) -> str:
+_UNIT_MIN_DAYS = {"mo": 28, "w": 7, "d": 1, "y": 365}
+
+
+def _duration_cuts(lo: int, hi: int, size: str) -> list[int]:
+    """Return the calendar edges in ``(lo, hi)`` of windows of ``size`` (int ns UTC).
+
+    Edges are ``anchor + k * size`` for ``k >= 1``, where ``anchor`` is the unit boundary
+    (UTC midnight, Monday, first of the month or year) at or before ``lo``; so a duration
+    longer than the data gives no edge (one window).
+    """
     n, unit = _split_size(size)
-    return f"{n}{_UNIT_FREQ[unit]}"
+    first = pd.Timestamp(lo).floor("D")
+    if unit == "w":
+        first -= pd.Timedelta(days=first.day_of_week)
+    elif unit == "mo":
+        first = first.replace(day=1)
+    elif unit == "y":
+        first = first.replace(month=1, day=1)
+    if n * _UNIT_MIN_DAYS[unit] * 86_400 * 10**9 >= hi - first.value:
+        return []
+    edges = pd.date_range(first, pd.Timestamp(hi), freq=f"{n}{_UNIT_FREQ[unit]}")
+    return [e for e in edges.asi8.tolist() if lo < e < hi]
 
 
 def describe_ts(to_dt: Callable[[int], datetime], ts: Any) -> str:

@@ -28,6 +28,7 @@ from ..errors import (
     StrategyError,
 )
 from ..plugins import PluginManager, get_plugin_manager
+from .batch import BatchStrategy, BatchView, chunk_frame
 from .calendar import Session, SessionCalendar, calendar_day_keys
 from .clock import Clock, describe_ts
 from .context import Context
@@ -180,6 +181,9 @@ class BacktestEngine:
         self._session_ts: int | None = None
         self._session_hook = False
         self._start_session: Any = None
+        self._batch = isinstance(strategy, BatchStrategy)
+        self.run_info: dict[str, Any] = {}
+        self._batch_names: tuple[str, ...] = ()
 
     @classmethod
     def from_config(
@@ -331,6 +335,12 @@ class BacktestEngine:
         """
         from .results import build_result
 
+        self.run_info: dict[str, Any] = {"mode": "batch" if self._batch else "event"}
+        compiled = getattr(self.strategy, "_run_compiled", None)
+        if compiled is not None:  # a declarative strategy that can run in a kernel
+            done: BacktestResult | None = compiled(self, progress)
+            if done is not None:
+                return done
         t0 = time.perf_counter()
         clock, broker, strategy = self.clock, self.broker, self.strategy
         extra: dict[str, tuple[np.ndarray, ...]] = {}
@@ -365,6 +375,9 @@ class BacktestEngine:
         self._session_hook = pm.has_impls("ml4t_session_end")
         if pm.has_impls("ml4t_run_start"):
             pm.call_hook("ml4t_run_start", engine=self)
+        if self._batch:
+            strategy._batch_view = BatchView()  # type: ignore[attr-defined]
+            self._batch_names = (*clock.signal_names, *clock.indicator_names)
         try:
             strategy._bind(self)
             strategy.on_start()
@@ -446,6 +459,12 @@ class BacktestEngine:
         new, event_type = tuple.__new__, MarketEvent
         days = self._chunk_keys(chunk)
         single_row = len(codes) == len(ts_list)
+        batch = self._batch
+        if batch:
+            frame, arrays, ids = chunk_frame(chunk, self._batch_names, asset_ids)
+            view = self.strategy._batch_view  # type: ignore[attr-defined]
+            on_ts = self.strategy.on_timestamp  # type: ignore[attr-defined]
+            to_dt = clock.to_datetime
         i = r = 0
         try:
             for s, e in _sessions(days):
@@ -453,7 +472,17 @@ class BacktestEngine:
                     clock.i = s
                     self._new_session(state, ts_list[s], days[s])
                 clock.override_ns = None
-                if single_row:
+                if batch:
+                    for i in range(s, e):
+                        clock.i = i
+                        if broker.has_pending:
+                            broker.process_open(chunk, i)
+                        r0, r1 = offsets[i], offsets[i + 1]
+                        view._set(arrays, ids, r0, r1)
+                        on_ts(to_dt(ts_list[i]), frame.slice(r0, r1 - r0), context)
+                        if broker.has_pending:
+                            broker.process_close(chunk, i)
+                elif single_row:
                     for i in range(s, e):
                         clock.i = i
                         if broker.has_pending:
@@ -479,7 +508,7 @@ class BacktestEngine:
                             broker.process_close(chunk, i)
                 state.last_ts = ts_list[e - 1]
         except BaseException:
-            self._where = (i, i if single_row else r)
+            self._where = (i, -1 if batch else i if single_row else r)
             raise
         state.index += len(ts_list)
 

@@ -265,6 +265,7 @@ def build_result(
             for p in list_plugins(engine.plugin_manager)
         ],
         "complete": complete,
+        **getattr(engine, "run_info", {}),
         "created_at": datetime.now(UTC).isoformat(),
         "versions": _versions(),
     }

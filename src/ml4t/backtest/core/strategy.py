@@ -362,23 +362,46 @@ class Strategy:
         self, asset_id: Mapping[str, float], percent: None = None, tag: str | None = None
     ) -> list[Order]: ...
 
+    @overload
+    def order_target_percent(
+        self, asset_id: Sequence[str], percent: Sequence[float] | np.ndarray, tag: str | None = None
+    ) -> list[Order]: ...
+
     def order_target_percent(
         self,
-        asset_id: str | Mapping[str, float],
-        percent: float | None = None,
+        asset_id: str | Mapping[str, float] | Sequence[str],
+        percent: float | Sequence[float] | np.ndarray | None = None,
         tag: str | None = None,
     ) -> Order | list[Order] | None:
         """Trade so the position is ``percent`` (a fraction) of current equity.
 
-        Several assets at once: ``order_target_percent({"AAPL": 0.1, "MSFT": 0.05})``.
-        Equity is measured once for all of them and sells are submitted before buys, so
-        the cash they free is there for the buys; assets not listed are left alone (use
-        :meth:`rebalance_to_weights` to close them). Returns the orders placed.
+        Several assets at once: ``order_target_percent({"AAPL": 0.1, "MSFT": 0.05})``, or
+        a list of assets with an array of percents,
+        ``order_target_percent(["AAPL", "MSFT"], np.array([0.1, 0.05]))`` (the target
+        quantities are computed with numpy). Equity is measured once for all of them and
+        sells are submitted before buys, so the cash they free is there for the buys;
+        assets not listed are left alone (use :meth:`rebalance_to_weights` to close them).
+        Returns the orders placed.
         """
         if isinstance(asset_id, Mapping):
             return self._trade_to_weights(asset_id, tag)
+        if not isinstance(asset_id, str):
+            assets = list(asset_id)
+            if percent is None or isinstance(percent, int | float):
+                raise TypeError(
+                    "order_target_percent(assets, percents) needs one percent per asset"
+                )
+            weights = np.asarray(percent, dtype=np.float64)
+            if weights.shape != (len(assets),):
+                raise ValueError(
+                    f"order_target_percent: {len(assets)} assets but percents of shape "
+                    f"{weights.shape}"
+                )
+            return self._trade_to_weights(dict(zip(assets, weights.tolist(), strict=True)), tag)
         if percent is None:
             raise TypeError("order_target_percent(asset_id, percent) needs a percent")
+        if not isinstance(percent, int | float):
+            raise TypeError("order_target_percent(asset_id, percent): percent must be a number")
         return self.order_target_value(asset_id, percent * self._pf.equity(), tag=tag)
 
     def rebalance_to_weights(
@@ -395,11 +418,27 @@ class Strategy:
     def _trade_to_weights(self, weights: Mapping[str, float], tag: str | None) -> list[Order]:
         equity = self._pf.equity()
         orders: list[tuple[float, str]] = []
+        pf = self._pf
+        code_of, qty_of, price_of, mult = pf.code_of, pf.qty, pf.price_of, pf.mult
+        exact = self._broker.fractional and not getattr(self._broker, "_any_lot", True)
         for asset_id, weight in weights.items():
             if not math.isfinite(weight):
                 raise ValueError(f"weight for {asset_id!r} must be finite, got {weight!r}")
-            qty = weight * equity / self._unit_value(asset_id) if weight else 0.0
-            delta = self._round_signed(qty - self.get_position(asset_id), asset_id)
+            code = code_of.get(asset_id)
+            if code is None or not exact:  # the general path: lots, errors for unknown ids
+                qty = weight * equity / self._unit_value(asset_id) if weight else 0.0
+                delta = self._round_signed(qty - self.get_position(asset_id), asset_id)
+            else:  # fractional without lots: no rounding; same arithmetic, fewer calls
+                if weight:
+                    price = price_of(code)
+                    if not price > 0:
+                        self._price(asset_id)  # raises the usual error
+                    qty = weight * equity / (price * mult[code])
+                else:
+                    qty = 0.0
+                delta = qty - qty_of[code]
+                if abs(delta) < 1e-12:
+                    delta = 0.0
             if delta != 0:
                 orders.append((delta, asset_id))
         out = []
