@@ -13,10 +13,13 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from ..core.assets import round_price, round_to_lot
 from ..core.data import PRICE_COLUMNS, Chunk
 from ..core.events import FillEvent
 from ..core.orders import Order, OrderStatus, OrderType, TimeInForce
+from ..kernels.fills import ST_BAD_PRICE, ST_NO_CASH, ST_RESIZED, ST_SHORT, market_batch_nb
 from .accounts import qty_for_abs_cap
 from .matching import bar_path, match_order
 
@@ -37,6 +40,8 @@ _AT_OPEN_ONLY = (OrderType.MARKET_ON_OPEN,)
 _STOPS = (OrderType.STOP, OrderType.TRAILING_STOP)
 #: position exits that fill at a level (``exit_slippage=False`` leaves them unslipped)
 _PRICED_EXITS = ("stop_loss", "take_profit", "trailing_stop")
+#: market orders matched together through the batch kernel from this many on
+_KERNEL_BATCH = 8
 
 
 class FillEngine:
@@ -89,6 +94,7 @@ class FillEngine:
     _partial: Any
     _when_kw: bool
     _events: Any
+    _kernel_settings: tuple[Any, Any] | None
 
     def _fill_batch(self, chunk: Chunk, todo: list[tuple[Order, int]], at_close: bool) -> None:
         if not todo:
@@ -136,10 +142,67 @@ class FillEngine:
             not_stop = kind not in _STOPS  # on a tie, the stop fills first
             ranked.append((adds, hit[0], not_stop, order.order_id, order, row, hit[1]))
         ranked.sort(key=lambda t: t[:4])
-        for _, _, _, _, order, row, base in ranked:
+        start = 0
+        if (
+            self._kernel_settings is not None
+            and len(ranked) >= _KERNEL_BATCH
+            and all(_plain_market(t[4]) for t in ranked)
+        ):
+            start = self._fill_market_batch(chunk, [t[4:] for t in ranked], ts, index)
+        for _, _, _, _, order, row, base in ranked[start:]:
             if order.status.is_open:
                 self._try_fill(chunk, order, row, base, ts, index)
         self._drop_done()
+
+    def _fill_market_batch(
+        self, chunk: Chunk, batch: list[tuple[Any, ...]], ts: int, index: int
+    ) -> int:
+        """Fill ranked market orders through the batch kernel; return how many were handled.
+
+        The kernel settles every fill's terms (slippage, short and cash checks, commission,
+        resizing) with the cash and positions earlier fills leave; each result is then
+        booked exactly as :meth:`_try_fill` books it. If a callback changes an order of the
+        batch meanwhile (cancels it), the rest goes through the Python path.
+        """
+        assert self._kernel_settings is not None
+        ip, fp = self._kernel_settings
+        pf = self.portfolio
+        px = chunk.px
+        m = len(batch)
+        code = np.fromiter((o._code for o, _, _ in batch), np.int64, m)
+        side = np.fromiter((o.side.sign for o, _, _ in batch), np.int64, m)
+        quantity = np.fromiter((o.remaining_quantity for o, _, _ in batch), np.float64, m)
+        base = np.fromiter((b for _, _, b in batch), np.float64, m)
+        high = np.fromiter((px["high"][r] for _, r, _ in batch), np.float64, m)
+        low = np.fromiter((px["low"][r] for _, r, _ in batch), np.float64, m)
+        position = np.array(pf.qty, dtype=np.float64)
+        cash = np.array([pf.cash])
+        status = np.empty(m, dtype=np.int64)
+        out = np.empty((m, 5))
+        market_batch_nb(code, side, quantity, base, high, low, position, cash, ip, fp, status, out)
+        for j, (order, row, b) in enumerate(batch):
+            if not order.status.is_open:
+                return j  # changed by a callback: the kernel's later terms no longer hold
+            st = int(status[j])
+            q, price, commission, _, need = out[j].tolist()
+            if st == ST_BAD_PRICE:
+                self._reject(order, self._bad_price_text(price))
+            elif st == ST_SHORT:
+                problem = "short selling is disabled (cash account)"
+                self._reject(order, _short_text(order, pf.qty[order._code], q, problem))
+            elif st == ST_NO_CASH:
+                asset = order.asset_id
+                self._reject(order, _cash_text(need, q, asset, price, pf.cash))
+            else:
+                reason = None
+                if st == ST_RESIZED:
+                    asked = quantity[j]
+                    why = _cash_text(need, asked, order.asset_id, price, pf.cash)
+                    reason = f"resized from {asked:g} to {q:g}: {why}"
+                self._book(
+                    chunk, order, row, b, ts, index, q, price, price, commission, 0.0, reason
+                )
+        return m
 
     def _try_fill(
         self,
@@ -202,11 +265,7 @@ class FillEngine:
                     base, side, quantity, chunk.px["volume"][row]
                 )
             if not (price > 0 and math.isfinite(price)):
-                self._reject(
-                    order,
-                    f"slippage model {self.slippage_model!r} returned an invalid price "
-                    f"{price!r} (missing input data on this bar?)",
-                )
+                self._reject(order, self._bad_price_text(price))
                 return
             if self.slippage_within_bar:
                 bound = chunk.px["high"][row] if side > 0 else chunk.px["low"][row]
@@ -246,16 +305,7 @@ class FillEngine:
             elif not self._shortable[code]:
                 problem = f"{order.asset_id} is not shortable (asset registry)"
             if problem is not None:
-                if held <= 0:
-                    self._reject(
-                        order, f"nothing to sell: no position in {order.asset_id}; {problem}"
-                    )
-                else:
-                    self._reject(
-                        order,
-                        f"insufficient position: hold {held:g} {order.asset_id}, order sells "
-                        f"{quantity:g} ({problem})",
-                    )
+                self._reject(order, _short_text(order, held, quantity, problem))
                 return
         commission = self._commission(order, quantity, price, ts)
         adds = held * side >= 0 or quantity > abs(held) + _EPS
@@ -267,6 +317,31 @@ class FillEngine:
                     return
                 quantity, reason = got
                 commission = self._commission(order, quantity, price, ts)
+        self._book(
+            chunk, order, row, base, ts, index, quantity, price, slipped, commission, impact, reason
+        )
+
+    def _book(
+        self,
+        chunk: Chunk,
+        order: Order,
+        row: int,
+        base: float,
+        ts: int,
+        index: int,
+        quantity: float,
+        price: float,
+        slipped: float,
+        commission: float,
+        impact: float,
+        reason: str | None,
+    ) -> None:
+        """Book a fill whose terms are settled: ledger, order state, log, exits, listener."""
+        pf = self.portfolio
+        code = order._code
+        side = order.side.sign
+        tif = order.time_in_force
+        held = pf.qty[code]
         impact_cost = quantity * impact
         slip_cost = quantity * abs(slipped - base)
         pf.apply_fill(
@@ -326,6 +401,12 @@ class FillEngine:
                 "first bar",
             )
 
+    def _bad_price_text(self, price: float) -> str:
+        return (
+            f"slippage model {self.slippage_model!r} returned an invalid price {price!r} "
+            "(missing input data on this bar?)"
+        )
+
     def _commission(self, order: Order, quantity: float, price: float, ts: int) -> float:
         kw: dict[str, Any] = {}
         if self._when_kw:  # e.g. a tiered model that resets its volume each month
@@ -369,10 +450,7 @@ class FillEngine:
             )
             if cost > pf.cash + _EPS * max(1.0, abs(pf.cash)):
                 best = self._affordable(price * pf.mult[code], pf.cash, code)
-                why = (
-                    f"insufficient cash: need {cost:,.2f} to buy {quantity:g} "
-                    f"{pf.asset_ids[code]} at {price:,.4f}, have {pf.cash:,.2f}"
-                )
+                why = _cash_text(cost, quantity, pf.asset_ids[code], price, pf.cash)
         limits = self._limits
         if limits is not None:
             net, gross = pf.mark()  # one pass: futures count their P&L in net, so
@@ -454,3 +532,29 @@ class FillEngine:
         if code is None or not hasattr(self, "_lot"):
             return quantity if self.fractional else float(math.floor(quantity + 1e-9))
         return self._round_lot(code, quantity)
+
+
+def _short_text(order: Order, held: float, quantity: float, problem: str) -> str:
+    if held <= 0:
+        return f"nothing to sell: no position in {order.asset_id}; {problem}"
+    return (
+        f"insufficient position: hold {held:g} {order.asset_id}, order sells {quantity:g} "
+        f"({problem})"
+    )
+
+
+def _cash_text(cost: float, quantity: float, asset_id: str, price: float, cash: float) -> str:
+    return (
+        f"insufficient cash: need {cost:,.2f} to buy {quantity:g} {asset_id} at {price:,.4f}, "
+        f"have {cash:,.2f}"
+    )
+
+
+def _plain_market(order: Order) -> bool:
+    """A strategy market order not yet partly filled (what the batch kernel handles)."""
+    return (
+        order.order_type is OrderType.MARKET
+        and order._managed is None
+        and order.filled_quantity == 0
+        and order.time_in_force not in (TimeInForce.IOC, TimeInForce.FOK)
+    )

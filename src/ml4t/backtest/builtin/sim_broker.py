@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 __all__ = ["SimulationBroker", "ml4t_make_broker", "ml4t_register_brokers"]
 
 FILL_TIMINGS = ("next_bar_open", "same_bar_close", "next_bar_close")
-CASH_POLICIES = ("reject", "resize", "allow")
+CASH_POLICIES = ("reject", "resize", "allow")  # kernel codes 0, 1, 2
 EXIT_BASES = ("fill_price", "bar_close")
 TRAIL_REFERENCES = ("high_low", "close")
 _EPS = 1e-9
@@ -377,6 +377,61 @@ class SimulationBroker(OrderEntry, FillEngine, OrderLinks):
         )
         self.has_pending = self._watch
         self._notes: list[str] = []
+        self._kernel_settings = self.kernel_settings() if self.kernel_problem() is None else None
+
+    def kernel_problem(self) -> str | None:
+        """Return why fills cannot be computed by the Numba kernels, or None if they can.
+
+        The kernels cover a cash account without volume limits, impact, risk limits,
+        per-asset specifications or ``one_order_per_bar``, with cost models that expose
+        ``kernel_params()`` (every builtin model except the volume-, spread- and tier-based
+        ones). Anything else runs through the Python fill path.
+        """
+        checks = (
+            (self.account != "cash", f"account={self.account!r} (kernel: 'cash')"),
+            (self.volume_limit is not None, "volume_limit is set"),
+            (self.risk_limits is not None, "risk_limits are set"),
+            (self.one_order_per_bar, "one_order_per_bar=True"),
+            (not isinstance(self.impact_model, NoImpact), f"impact model {self.impact_model!r}"),
+            (len(self.assets) > 0, "an asset registry is set (multipliers, ticks, lots)"),
+        )
+        for bad, why in checks:
+            if bad:
+                return why
+        slip = self.slippage_model
+        if getattr(slip, "volume_limit", None) is not None:
+            return f"slippage model {slip!r} has a volume limit"
+        if getattr(slip, "required_columns", ()):
+            return f"slippage model {slip!r} reads bar columns"
+        if kernel_formula(slip, "fill_price") is None:
+            return f"slippage model {slip!r} has no kernel version (kernel_params)"
+        if kernel_formula(self.commission_model, "calculate") is None:
+            return f"commission model {self.commission_model!r} has no kernel version"
+        if getattr(self.commission_model, "record", None) is not None:
+            return f"commission model {self.commission_model!r} keeps state across fills"
+        return None
+
+    def kernel_settings(self) -> tuple[np.ndarray, np.ndarray]:
+        """Return the kernels' settings arrays ``(ip, fp)`` for the costs and cash rules.
+
+        Only valid when :meth:`kernel_problem` returns None.
+        """
+        from ..kernels import signal as K
+
+        ck, cparams = kernel_formula(self.commission_model, "calculate")  # type: ignore[misc]
+        sk, sparams = kernel_formula(self.slippage_model, "fill_price")  # type: ignore[misc]
+        ip = np.zeros(K.IP_SIZE, dtype=np.int64)
+        fp = np.full(K.FP_SIZE, np.nan)
+        ip[K.IP_CASH_POLICY] = CASH_POLICIES.index(self.cash_policy)
+        ip[K.IP_EXIT_SLIP] = int(self.exit_slippage)
+        ip[K.IP_SLIP_IN_BAR] = int(self.slippage_within_bar)
+        ip[K.IP_COMM] = ck
+        ip[K.IP_SLIP] = sk
+        fp[K.FP_COMM : K.FP_COMM + 3] = 0.0
+        fp[K.FP_COMM : K.FP_COMM + len(cparams)] = cparams
+        fp[K.FP_SLIP] = sparams[0] if sparams else 0.0
+        fp[K.FP_LOT] = 0.0 if self.fractional else 1.0
+        return ip, fp
 
     def check_columns(self, columns: Iterable[str]) -> None:
         """Raise ConfigError if the slippage model needs a column the data lacks."""
@@ -633,3 +688,21 @@ def ml4t_make_broker(spec: Mapping[str, Any], registry: PluginRegistry) -> Any:
     if resolve is not None:
         resolve(registry, **costs)
     return broker
+
+
+def kernel_formula(model: Any, method: str) -> tuple[int, tuple[float, ...]] | None:
+    """Return a cost model's kernel formula ``(kind, params)``, or None without one.
+
+    The formula counts only if the class that declares ``kernel_params`` also declares (or
+    inherits) ``method``: a subclass that overrides the formula has no kernel version.
+    """
+    get = getattr(model, "kernel_params", None)
+    if get is None:
+        return None
+    mro = type(model).__mro__
+    owner_k = next((c for c in mro if "kernel_params" in c.__dict__), None)
+    owner_m = next((c for c in mro if method in c.__dict__), None)
+    if owner_k is None or owner_m is None or not issubclass(owner_k, owner_m):
+        return None
+    kind, params = get()
+    return int(kind), tuple(float(p) for p in params)

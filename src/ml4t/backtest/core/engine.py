@@ -335,12 +335,12 @@ class BacktestEngine:
         """
         from .results import build_result
 
-        self.run_info: dict[str, Any] = {"mode": "batch" if self._batch else "event"}
+        self.run_info = {"mode": "batch" if self._batch else "event"}
         compiled = getattr(self.strategy, "_run_compiled", None)
         if compiled is not None:  # a declarative strategy that can run in a kernel
-            done: BacktestResult | None = compiled(self, progress)
-            if done is not None:
-                return done
+            compiled_result: BacktestResult | None = compiled(self, progress)
+            if compiled_result is not None:
+                return compiled_result
         t0 = time.perf_counter()
         clock, broker, strategy = self.clock, self.broker, self.strategy
         extra: dict[str, tuple[np.ndarray, ...]] = {}

@@ -35,7 +35,6 @@ __all__ = ["kernel_problem", "run_compiled"]
 _TAGS = (None, "stop_loss", "take_profit", "trailing_stop", "time_exit")
 _TIMINGS = {"next_bar_open": 0, "same_bar_close": 1}
 _MODES = ("conservative", "high_first", "low_first", "nearest", "close_only")
-_POLICIES = {"reject": 0, "resize": 1, "allow": 2}
 _CALLBACKS = (
     "on_start",
     "before_trading_start",
@@ -48,23 +47,8 @@ _CALLBACKS = (
 )
 
 
-def _kernel_model(model: Any, method: str) -> tuple[int, tuple[float, ...]] | None:
-    """Return a cost model's kernel formula, or None if it has none it can vouch for."""
-    get = getattr(model, "kernel_params", None)
-    if get is None:
-        return None
-    mro = type(model).__mro__
-    owner_k = next((c for c in mro if "kernel_params" in c.__dict__), None)
-    owner_m = next((c for c in mro if method in c.__dict__), None)
-    if owner_k is None or owner_m is None or not issubclass(owner_k, owner_m):
-        return None  # the formula is overridden below the class that describes it
-    kind, params = get()
-    return int(kind), tuple(float(p) for p in params)
-
-
 def kernel_problem(engine: BacktestEngine, strategy: SignalStrategy) -> str | None:
     """Return why ``engine`` cannot run ``strategy`` in the kernel, or None if it can."""
-    from ..builtin.impact import NoImpact
     from ..builtin.sim_broker import SimulationBroker
     from .strategy import SignalStrategy
 
@@ -78,34 +62,21 @@ def kernel_problem(engine: BacktestEngine, strategy: SignalStrategy) -> str | No
         return "a trading calendar is set (the kernel has no session events)"
     if engine.plugin_manager.has_impls("ml4t_session_end"):
         return "a plugin implements ml4t_session_end"
+    problem = broker.kernel_problem()
+    if problem is not None:
+        return problem
     checks = (
-        (broker.account != "cash", f"account={broker.account!r} (kernel: 'cash')"),
         (broker.fill_timing not in _TIMINGS, f"fill_timing={broker.fill_timing!r}"),
-        (broker.volume_limit is not None, "volume_limit is set"),
-        (broker.risk_limits is not None, "risk_limits are set"),
         (broker.corporate_actions is not None, "corporate_actions are set"),
         (broker.exit_base != "fill_price", f"exit_base={broker.exit_base!r}"),
-        (broker.one_order_per_bar, "one_order_per_bar=True"),
-        (not isinstance(broker.impact_model, NoImpact), f"impact model {broker.impact_model!r}"),
         (
             broker.exits is not None and strategy.exits is not None,
             "both the broker and the strategy set position exits",
         ),
-        (len(broker.assets) > 0, "an asset registry is set (multipliers, ticks, lots)"),
     )
     for bad, why in checks:
         if bad:
             return why
-    if getattr(broker.slippage_model, "volume_limit", None) is not None:
-        return f"slippage model {broker.slippage_model!r} has a volume limit"
-    if getattr(broker.slippage_model, "required_columns", ()):
-        return f"slippage model {broker.slippage_model!r} reads bar columns"
-    if _kernel_model(broker.slippage_model, "fill_price") is None:
-        return f"slippage model {broker.slippage_model!r} has no kernel version (kernel_params)"
-    if _kernel_model(broker.commission_model, "calculate") is None:
-        return f"commission model {broker.commission_model!r} has no kernel version"
-    if getattr(broker.commission_model, "record", None) is not None:
-        return f"commission model {broker.commission_model!r} keeps state across fills"
     return None
 
 
@@ -166,24 +137,11 @@ class _State:
 
 def _settings(engine: BacktestEngine, strategy: SignalStrategy) -> tuple[Any, ...]:
     broker = engine.broker
-    n = len(engine.clock.asset_ids)
-    ip = np.zeros(K.IP_SIZE, dtype=np.int64)
-    fp = np.full(K.FP_SIZE, np.nan)
-    ck, cparams = _kernel_model(broker.commission_model, "calculate")  # type: ignore[misc]
-    sk, sparams = _kernel_model(broker.slippage_model, "fill_price")  # type: ignore[misc]
-    ip[K.IP_ASSETS] = n
+    ip, fp = broker.kernel_settings()
+    ip[K.IP_ASSETS] = len(engine.clock.asset_ids)
     ip[K.IP_TIMING] = _TIMINGS[broker.fill_timing]
     ip[K.IP_MODE] = _MODES.index(broker.intrabar)
     ip[K.IP_TRAIL_CLOSE] = int(broker.trail_reference == "close")
-    ip[K.IP_CASH_POLICY] = _POLICIES[broker.cash_policy]
-    ip[K.IP_EXIT_SLIP] = int(broker.exit_slippage)
-    ip[K.IP_SLIP_IN_BAR] = int(broker.slippage_within_bar)
-    ip[K.IP_COMM] = ck
-    ip[K.IP_SLIP] = sk
-    fp[K.FP_COMM : K.FP_COMM + 3] = 0.0
-    fp[K.FP_COMM : K.FP_COMM + len(cparams)] = cparams
-    fp[K.FP_SLIP] = sparams[0] if sparams else 0.0
-    fp[K.FP_LOT] = 0.0 if broker.fractional else 1.0
     columns = list(strategy.columns)
     sizer = strategy.position_sizer
     if isinstance(sizer, PercentSizer):
@@ -311,7 +269,7 @@ def run_compiled(
     state = _State(len(clock.asset_ids), pf.initial_cash)
     marker = Marker(pf.initial_cash, pf.mult, pf.is_future)
     ts_parts: list[np.ndarray] = []
-    snapshots: dict[int, tuple[Any, Any]] = {}
+    snapshots: dict[int, tuple[Any, Any]] = {}  # order id -> (signals, context)
     k0 = 0
     kernel_seconds = 0.0
     span = (windows[0][0], windows[-1][1]) if windows else (0, 1)
@@ -332,7 +290,7 @@ def run_compiled(
         t = 0
         while True:
             t1 = time.perf_counter()
-            t = K.signal_run_nb(
+            t = K.signal_run_nb(  # type: ignore[call-arg]
                 k0, t, offsets, code, *px, sig, ip, fp, rules_i, rules_f, *_state_args(state)
             )
             kernel_seconds += time.perf_counter() - t1
@@ -410,7 +368,7 @@ def _book(
                 signals = {name: cols[name][dec_row].item() for name in names}
                 context = dict(engine.context.as_of(int(ts_arr[dec_k - k0]))) if has_context else {}
             else:
-                signals, context = snapshots.pop(oid, None) or _late_snapshot(
+                signals, context = snapshots.pop(oid, None) or _late_snapshot(  # type: ignore[arg-type]
                     engine, code, dec_k, k0, ts_arr
                 )
             order = _Order(oid, None, signals, context)

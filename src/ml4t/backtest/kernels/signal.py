@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._jit import jit
-from .costs import commission_nb, slippage_nb
+from ._jit import jit, jit_inline
+from .fills import ST_FILLED, ST_RESIZED, fill_terms_nb, round_lot_nb
 from .matching import path_nb, touch_nb
 
 # --- settings layout --------------------------------------------------------------------
@@ -50,42 +50,8 @@ TAG_SIGNAL, TAG_STOP, TAG_TAKE, TAG_TRAIL, TAG_TIME = 0, 1, 2, 3, 4
 # fill reasons
 REASON_NONE, REASON_RESIZED = 0, 1
 
-_EPS = 1e-9
-_DUST = 1e-9
 
-
-@jit
-def round_lot_nb(q: float, lot: float) -> float:
-    """Round ``q`` toward zero to whole lots of ``lot`` (0: unchanged); 1e-9 tolerance."""
-    if lot <= 0:
-        return q
-    lots = q / lot
-    nearest = np.round(lots)
-    tol = abs(lots) * 1e-12
-    if tol < 1e-9:
-        tol = 1e-9
-    count = nearest if abs(lots - nearest) <= tol else np.trunc(lots)
-    return count * lot + 0.0
-
-
-@jit
-def _affordable(unit: float, cash: float, lot: float, ck: int, cp: np.ndarray) -> float:
-    if cash <= 0:
-        return 0.0
-    q = cash / unit
-    for _ in range(50):
-        cost = q * unit + commission_nb(ck, cp, q, unit)
-        if cost <= cash * (1 + 1e-12):
-            break
-        q *= cash / cost * (1 - 1e-12)
-    if lot > 0:
-        q = round_lot_nb(q, lot)
-        while q > 0 and q * unit + commission_nb(ck, cp, q, unit) > cash:
-            q -= lot
-    return q if q > 0.0 else 0.0
-
-
-@jit
+@jit_inline
 def _equity(cash: float, qty: np.ndarray, last: np.ndarray, held: np.ndarray, n: int) -> float:
     net = 0.0
     for j in range(n):
@@ -94,7 +60,7 @@ def _equity(cash: float, qty: np.ndarray, last: np.ndarray, held: np.ndarray, n:
     return cash + 0.0 + net
 
 
-@jit
+@jit_inline
 def _rules_pass(
     rules_i: np.ndarray, rules_f: np.ndarray, want_exit: int, sig: np.ndarray, r: int, pos: float
 ) -> int:
@@ -191,49 +157,18 @@ def _fill(
     f_f: np.ndarray,
 ) -> bool:
     """Fill one order on row ``r`` (the broker's ``_try_fill``); False if rejected."""
-    ck = ip[IP_COMM]
-    cp = fp[FP_COMM : FP_COMM + 3]
-    lot = fp[FP_LOT]
     managed = tag != TAG_SIGNAL
-    price = base
-    slipped = base
-    if not (tag == TAG_TAKE or (managed and tag != TAG_TIME and ip[IP_EXIT_SLIP] == 0)):
-        price = slippage_nb(ip[IP_SLIP], fp[FP_SLIP : FP_SLIP + 1], base, side)
-        if not (price > 0 and price < np.inf):
-            st_i[S_REJECTED] += 1
-            return False
-        if ip[IP_SLIP_IN_BAR] != 0:
-            bound = h[r] if side > 0 else lo[r]
-            if side > 0:
-                price = price if price < bound else bound
-            else:
-                price = price if price > bound else bound
-        slipped = price
     old = qty[code]
-    if side < 0 and quantity > old + _EPS * max(1.0, abs(old)):
-        st_i[S_REJECTED] += 1  # a cash account cannot sell what it does not hold
-        return False
-    commission = commission_nb(ck, cp, quantity, price)
-    adds = old * side >= 0 or quantity > abs(old) + _EPS
-    reason = REASON_NONE
-    requested = quantity
-    need = 0.0
     cash = st_f[0]
-    if adds and not managed and ip[IP_CASH_POLICY] != 2 and side > 0:
-        cost = quantity * price * 1.0 + commission
-        if cost > cash + _EPS * max(1.0, abs(cash)):
-            allowed = _affordable(price * 1.0, cash, lot, ck, cp)
-            new_q = round_lot_nb(allowed if allowed > 0.0 else 0.0, lot)
-            if new_q <= _DUST * quantity:
-                new_q = 0.0
-            if ip[IP_CASH_POLICY] == 1 and new_q > 0:
-                need = cost
-                quantity = new_q
-                reason = REASON_RESIZED
-                commission = commission_nb(ck, cp, quantity, price)
-            else:
-                st_i[S_REJECTED] += 1
-                return False
+    slip = not (tag == TAG_TAKE or (managed and tag != TAG_TIME and ip[IP_EXIT_SLIP] == 0))
+    requested = quantity
+    status, quantity, price, slipped, commission, need = fill_terms_nb(
+        side, quantity, base, slip, not managed, old, cash, h[r], lo[r], ip, fp
+    )
+    if status != ST_FILLED and status != ST_RESIZED:
+        st_i[S_REJECTED] += 1
+        return False
+    reason = REASON_RESIZED if status == ST_RESIZED else REASON_NONE
     slip_cost = quantity * abs(slipped - base)
     signed = side * quantity
     new = old + signed
@@ -469,7 +404,7 @@ def signal_run_nb(
                         keys_f[n, 0] = tm
                         keys_f[n, 1] = px
                         keys_i[n, 0] = adds
-                        keys_i[n, 1] = 0 if (tag == TAG_STOP or tag == TAG_TRAIL) else 1
+                        keys_i[n, 1] = 0 if tag in (TAG_STOP, TAG_TRAIL) else 1
                         keys_i[n, 2] = g_id[a, slot]
                         keys_i[n, 3] = 1
                         keys_i[n, 4] = a * 4 + slot
@@ -556,18 +491,14 @@ def signal_run_nb(
                         seen = c[r] if ip[IP_TRAIL_CLOSE] != 0 else lo[r]
                         if seen < g_ref[a]:
                             g_ref[a] = seen
-            if phase == 0:
-                _decide(
-                    t,
+            if phase == 0 and sizer == SZ_TOPK:
+                _decide_top_k(
                     k,
                     r0,
                     r1,
                     code,
                     sig,
                     ip,
-                    fp,
-                    rules_i,
-                    rules_f,
                     st_i,
                     st_f,
                     qty,
@@ -581,9 +512,9 @@ def signal_run_nb(
                     p_k,
                     p_row,
                     lot,
-                    sizer,
                     scol,
-                    size_value,
+                    rules_i,
+                    rules_f,
                     top_code,
                     top_score,
                     targets,
@@ -591,23 +522,88 @@ def signal_run_nb(
                     in_targets,
                     deltas,
                 )
+            elif phase == 0:  # the strategy phase, per row (inline: this runs for every bar)
+                have_equity = False
+                equity = 0.0
+                for r in range(r0, r1):
+                    a = code[r]
+                    pos = qty[a]
+                    if pos != 0 and _rules_pass(rules_i, rules_f, 1, sig, r, pos) == 1:
+                        side = -1 if pos > 0 else 1
+                        _submit(
+                            st_i,
+                            p_code,
+                            p_side,
+                            p_qty,
+                            p_id,
+                            p_k,
+                            p_row,
+                            a,
+                            side,
+                            abs(pos),
+                            k,
+                            r,
+                            lot,
+                        )
+                        continue
+                    if _rules_pass(rules_i, rules_f, 0, sig, r, pos) != 1:
+                        continue
+                    if sizer == SZ_PERCENT:
+                        q = round_lot_nb(size_value * st_f[0] / (last[a] * 1.0), lot)
+                        _submit(st_i, p_code, p_side, p_qty, p_id, p_k, p_row, a, 1, q, k, r, lot)
+                    elif sizer == SZ_FIXED:
+                        _submit(
+                            st_i,
+                            p_code,
+                            p_side,
+                            p_qty,
+                            p_id,
+                            p_k,
+                            p_row,
+                            a,
+                            1,
+                            size_value,
+                            k,
+                            r,
+                            lot,
+                        )
+                    else:
+                        conf = sig[scol, r]
+                        if not (conf == conf and abs(conf) < np.inf):
+                            continue
+                        minc = fp[FP_MIN_CONF]
+                        scaled = (conf - minc) / (1 - minc)
+                        if not scaled > 0.0:
+                            scaled = 0.0
+                        if scaled > 1.0:
+                            scaled = 1.0
+                        if not have_equity:
+                            equity = _equity(st_f[0], qty, last, held, st_i[S_HELD])
+                            have_equity = True
+                        target = size_value * scaled * equity / (last[a] * 1.0)
+                        delta = target - pos
+                        if abs(delta) < 1e-12:
+                            continue
+                        mag = round_lot_nb(abs(delta), lot)
+                        if mag == 0:
+                            continue
+                        side = 1 if delta > 0 else -1
+                        _submit(
+                            st_i, p_code, p_side, p_qty, p_id, p_k, p_row, a, side, mag, k, r, lot
+                        )
         for r in range(r0, r1):
             row_now[code[r]] = -1
     return T
 
 
 @jit
-def _decide(
-    t: int,
+def _decide_top_k(
     k: int,
     r0: int,
     r1: int,
     code: np.ndarray,
     sig: np.ndarray,
     ip: np.ndarray,
-    fp: np.ndarray,
-    rules_i: np.ndarray,
-    rules_f: np.ndarray,
     st_i: np.ndarray,
     st_f: np.ndarray,
     qty: np.ndarray,
@@ -621,9 +617,9 @@ def _decide(
     p_k: np.ndarray,
     p_row: np.ndarray,
     lot: float,
-    sizer: int,
     scol: int,
-    size_value: float,
+    rules_i: np.ndarray,
+    rules_f: np.ndarray,
     top_code: np.ndarray,
     top_score: np.ndarray,
     targets: np.ndarray,
@@ -631,47 +627,7 @@ def _decide(
     in_targets: np.ndarray,
     deltas: np.ndarray,
 ) -> None:
-    """The strategy phase: evaluate the rules of every row and submit its orders."""
-    if sizer != SZ_TOPK:
-        have_equity = False
-        equity = 0.0
-        for r in range(r0, r1):
-            a = code[r]
-            pos = qty[a]
-            if pos != 0 and _rules_pass(rules_i, rules_f, 1, sig, r, pos) == 1:
-                side = -1 if pos > 0 else 1
-                _submit(st_i, p_code, p_side, p_qty, p_id, p_k, p_row, a, side, abs(pos), k, r, lot)
-                continue
-            if _rules_pass(rules_i, rules_f, 0, sig, r, pos) != 1:
-                continue
-            if sizer == SZ_PERCENT:
-                q = round_lot_nb(size_value * st_f[0] / (last[a] * 1.0), lot)
-                _submit(st_i, p_code, p_side, p_qty, p_id, p_k, p_row, a, 1, q, k, r, lot)
-            elif sizer == SZ_FIXED:
-                _submit(st_i, p_code, p_side, p_qty, p_id, p_k, p_row, a, 1, size_value, k, r, lot)
-            else:
-                conf = sig[scol, r]
-                if not (conf == conf and abs(conf) < np.inf):
-                    continue
-                minc = fp[FP_MIN_CONF]
-                scaled = (conf - minc) / (1 - minc)
-                if not scaled > 0.0:
-                    scaled = 0.0
-                if scaled > 1.0:
-                    scaled = 1.0
-                if not have_equity:
-                    equity = _equity(st_f[0], qty, last, held, st_i[S_HELD])
-                    have_equity = True
-                target = size_value * scaled * equity / (last[a] * 1.0)
-                delta = target - pos
-                if abs(delta) < 1e-12:
-                    continue
-                mag = round_lot_nb(abs(delta), lot)
-                if mag == 0:
-                    continue
-                side = 1 if delta > 0 else -1
-                _submit(st_i, p_code, p_side, p_qty, p_id, p_k, p_row, a, side, mag, k, r, lot)
-        return
+    """The strategy phase of ``TopKSizer``: rebalance to the top k, equal weight."""
     # --- top k by a signal, equal weight, rebalanced every timestamp ---------------------
     n = 0
     for r in range(r0, r1):
