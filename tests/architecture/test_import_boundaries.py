@@ -67,3 +67,13 @@ def test_src_never_imports_first_party_plugins() -> None:
         if name.startswith("ml4t_backtest_")
     ]
     assert offenders == []
+
+
+def test_kernels_import_only_numpy_numba_and_each_other() -> None:
+    allowed = ("numpy", "numba", "math", "__future__", "collections.abc", "typing", ".")
+    offenders = []
+    for path in sorted((PKG / "kernels").glob("*.py")):
+        for name in _imports(path):
+            if not name.startswith(allowed) or name.startswith(".."):
+                offenders.append(f"{path.name}: {name}")
+    assert offenders == []

@@ -151,7 +151,7 @@ class AssetDataConfig(_Frozen):
     path: str
     asset_id: str | None = None
     columns: ColumnsConfig | None = None
-    chunk_size: str | None = None
+    chunk_size: str | int | None = None
 
 
 class SignalDataConfig(_Frozen):

@@ -320,10 +320,13 @@ class PolarsDataFeed:
             )
         last = self._next_load
         first_row = last[1] if last is not None and last[0] == start_ns else None
-        if first_row is None:  # not the window after the last one: count the rows before
-            before = self._source.filter(pl.col(self._ts_col) < self._ts_literal(start_ns))
-            first_row = int(before.select(pl.len()).collect().item())
-        df = self._window_query(start_ns, end_ns).collect()
+        try:
+            if first_row is None:  # not the window after the last one: count rows before
+                before = self._source.filter(pl.col(self._ts_col) < self._ts_literal(start_ns))
+                first_row = int(before.select(pl.len()).collect().item())
+            df = self._window_query(start_ns, end_ns).collect()
+        except (pl.exceptions.PolarsError, OSError) as exc:
+            raise DataValidationError(f"{self.name}: cannot read the data: {exc}") from exc
         df = df.with_row_index(ROW, offset=first_row)  # source row numbers, for messages
         self._next_load = (end_ns, first_row + df.height)
         validate_rows(df, self.name, self._value_cols, self.timezone)
@@ -456,10 +459,10 @@ def _parse_chunk(
         return f"{n}{'mo' if unit.startswith('mo') else unit[0]}", None
     if match := _ROWS.match(text):
         number = Decimal(match.group(1).replace("_", "").replace(",", ""))
-        rows = number * _ROW_SCALE[match.group(2)]
-        if rows < 1 or rows != int(rows):
+        count = number * _ROW_SCALE[match.group(2)]
+        if count < 1 or count != int(count):
             raise DataValidationError(f"{what}: a row count must be a whole number >= 1")
-        return None, int(rows)
+        return None, int(count)
     if match := _BYTES.match(text):
         size = Decimal(match.group(1)) * _BYTE_SCALE[match.group(2)]
         rows = int(size // row_bytes)

@@ -77,7 +77,10 @@ class Feed(Protocol):
 
     A feed that streams may also have a ``chunk_size`` attribute: ``"<n>mo"``, ``"<n>w"``,
     ``"<n>d"`` or ``"<n>y"`` (``None`` for one window). The clock cuts time into windows of
-    the smallest ``chunk_size`` of its feeds.
+    the smallest ``chunk_size`` of its feeds, counted from the unit boundary at or before
+    the first bar. A feed may also have ``window_edges(lo, hi) -> list[int] | None``: extra
+    cut timestamps in ``(lo, hi)`` (the builtin feeds use it for row and memory limits,
+    never splitting a timestamp); the clock cuts at the union of all of them.
     """
 
     @property
