@@ -390,15 +390,15 @@ def signal_run_nb(
                                 continue
                             path = path_nb(o[r], h[r], lo[r], c[r], side, mode)
                             if tag == TAG_STOP:
-                                tm, px = touch_nb(path, 0, o[r], g_sl[a], side > 0)
+                                tm, px = touch_nb(path, 0, path[0], g_sl[a], side > 0)
                             elif tag == TAG_TAKE:
-                                tm, px = touch_nb(path, 0, o[r], g_tp[a], side < 0)
+                                tm, px = touch_nb(path, 0, path[0], g_tp[a], side < 0)
                             else:
                                 if fp[FP_TRAIL_AMT] == fp[FP_TRAIL_AMT]:
                                     level = g_ref[a] + side * fp[FP_TRAIL_AMT]
                                 else:
                                     level = g_ref[a] * (1.0 + side * fp[FP_TRAIL_PCT])
-                                tm, px = touch_nb(path, 0, o[r], level, side > 0)
+                                tm, px = touch_nb(path, 0, path[0], level, side > 0)
                             if tm < 0:
                                 continue
                         keys_f[n, 0] = tm
