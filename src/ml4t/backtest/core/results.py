@@ -229,7 +229,9 @@ def build_result(
             "tag": pl.Series([o[11] for o in log], dtype=pl.String),
         }
     )
-    trades_df = _trades_frame(pf.trades.closed, clock.signal_names, engine.context.names, tz)
+    trades_df = _trades_frame(
+        pf.trades.closed, clock.signal_names, engine.context.names, tz, pf.trades.bulk
+    )
     closed = trades_df.filter(~pl.col("is_open"))
     metrics = compute_metrics(
         ts,
@@ -304,10 +306,13 @@ def _trades_frame(
     signal_names: tuple[str, ...],
     context_names: list[str],
     tz: str | None,
+    bulk: list[dict[str, Any]] | None = None,
 ) -> pl.DataFrame:
+    """Build the trades frame: bulk column chunks first, then the per-trade records."""
     nan = float("nan")
-    base = [k for k in (closed[0] if closed else _EMPTY_TRADE) if not k.startswith("_")]
+    base = [k for k in _EMPTY_TRADE if not k.startswith("_")]
     data: dict[str, Any] = {k: [t[k] for t in closed] for k in base}
+    extra: list[str] = []
     for prefix, key, names in (
         ("entry_signal_", "_entry_signals", signal_names),
         ("exit_signal_", "_exit_signals", signal_names),
@@ -315,13 +320,22 @@ def _trades_frame(
         ("exit_context_", "_exit_context", context_names),
     ):
         for name in names:
+            extra.append(prefix + name)
             data[prefix + name] = pl.Series(
                 [t[key].get(name, nan) for t in closed], dtype=pl.Float64
             )
     schema = {k: _EMPTY_TRADE[k] for k in base}
-    df = pl.DataFrame(
-        {k: pl.Series(v, dtype=schema.get(k)) if k in schema else v for k, v in data.items()}
-    )
+
+    def frame(columns: dict[str, Any]) -> pl.DataFrame:
+        return pl.DataFrame(
+            {
+                k: pl.Series(columns[k], dtype=schema.get(k, pl.Float64))
+                for k in (*base, *extra)
+            }
+        )
+
+    parts = [frame(chunk) for chunk in bulk or ()]
+    df = pl.concat([*parts, frame(data)], how="vertical") if parts else frame(data)
     df = df.with_columns(
         _dt(df["entry_timestamp"], tz).alias("entry_timestamp"),
         _dt(df["exit_timestamp"], tz).alias("exit_timestamp"),

@@ -10,8 +10,10 @@ exit fill's bar, inclusive, by a scanner the engine supplies.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
+
+import numpy as np
 
 __all__ = ["OpenTrade", "TradeTracker"]
 
@@ -88,6 +90,9 @@ class TradeTracker:
     def __init__(self) -> None:
         self.open: dict[int, OpenTrade] = {}
         self.closed: list[dict[str, Any]] = []
+        #: closed trades added in bulk, column by column (see :meth:`add_closed_columns`);
+        #: they come before ``closed`` in the trades frame
+        self.bulk: list[dict[str, Any]] = []
         self.scanner: Scanner | None = None
         self._next_id = 0
 
@@ -269,3 +274,65 @@ class _SplitExit:
 
 
 _SPLIT = _SplitExit()
+
+
+def closed_columns(
+    ints: np.ndarray,
+    floats: np.ndarray,
+    asset_ids: Sequence[str],
+    reasons: Sequence[str],
+    mult: float = 1.0,
+) -> dict[str, Any]:
+    """Return closed trades as columns, computed as :meth:`TradeTracker._close` does.
+
+    ``ints`` rows: trade id, asset code, direction, entry index, exit index, entry ts,
+    exit ts (then order ids and the exit tag, unused here); ``floats`` rows: entry
+    quantity, entry value, entry commission, entry slippage, exit quantity, exit value,
+    exit commission, exit slippage, highest high, lowest low; ``reasons`` the exit reason
+    per trade. Element-wise numpy arithmetic in the same order as the scalar code gives
+    the same values, bit for bit.
+    """
+    eq, ev, ec, es, xq, xv, xc, xs, hi, lo = (floats[:, j] for j in range(10))
+    d = ints[:, 2].astype(np.float64)
+    long = ints[:, 2] > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        entry_price = ev / eq
+        exit_price = np.where(xq != 0, xv / np.where(xq != 0, xq, 1.0), np.nan)
+        pnl_gross = d * (xv - entry_price * xq) * mult
+        commission = ec + xc
+        pnl_net = pnl_gross - commission
+        cost_basis = entry_price * xq * mult
+        hi = np.where(hi > -np.inf, hi, entry_price)
+        lo = np.where(lo < np.inf, lo, entry_price)
+        fav = np.where(long, hi - entry_price, entry_price - lo)
+        adv = np.where(long, lo - entry_price, entry_price - hi)
+        fav = np.where(fav < 0.0, 0.0, fav)
+        adv = np.where(adv > 0.0, 0.0, adv)
+        pnl_percent = np.where(cost_basis != 0, pnl_net / cost_basis, np.nan)
+        cols: dict[str, Any] = {
+            "trade_id": ints[:, 0].copy(),
+            "asset_id": [asset_ids[c] for c in ints[:, 1].tolist()],
+            "direction": np.where(long, "long", "short").tolist(),
+            "entry_timestamp": ints[:, 5].copy(),
+            "exit_timestamp": ints[:, 6].copy(),
+            "entry_price": entry_price,
+            "exit_price": exit_price,
+            "quantity": xq.copy(),
+            "entry_commission": ec.copy(),
+            "exit_commission": xc.copy(),
+            "commission": commission,
+            "slippage": es + xs,
+            "pnl_gross": pnl_gross,
+            "pnl_net": pnl_net,
+            "pnl_percent": pnl_percent,
+            "holding_period_bars": ints[:, 4] - ints[:, 3],
+            "mfe": fav * xq * mult,
+            "mae": adv * xq * mult,
+            "mfe_pct": fav / entry_price,
+            "mae_pct": adv / entry_price,
+            "dividends": np.zeros(len(eq)),
+            "borrow_fees": np.zeros(len(eq)),
+            "exit_reason": list(reasons),
+            "is_open": np.zeros(len(eq), dtype=bool),
+        }
+    return cols

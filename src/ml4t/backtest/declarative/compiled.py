@@ -21,6 +21,8 @@ import numpy as np
 
 from ..core.marking import Marker
 from ..core.results import build_result
+from ..core.trades import OpenTrade, closed_columns
+from ..errors import ConfigError
 from ..kernels import signal as K
 from .rules import ConfidenceSizer, FixedSizer, PercentSizer, TopKSizer
 
@@ -80,24 +82,12 @@ def kernel_problem(engine: BacktestEngine, strategy: SignalStrategy) -> str | No
     return None
 
 
-class _Order:
-    """What the ledger and the trade tracker need of an order."""
-
-    __slots__ = ("_context_snapshot", "_signals_snapshot", "order_id", "tag")
-
-    def __init__(self, order_id: int, tag: str | None, signals: Any, context: Any) -> None:
-        self.order_id = order_id
-        self.tag = tag
-        self._signals_snapshot = signals
-        self._context_snapshot = context
-
-
 class _State:
     """Kernel state carried across blocks (arrays indexed by asset code)."""
 
     def __init__(self, n: int, cash: float) -> None:
-        self.st_i = np.zeros(5, dtype=np.int64)
-        self.st_f = np.array([cash])
+        self.st_i = np.zeros(K.S_I_SIZE, dtype=np.int64)
+        self.st_f = np.array([cash, 0.0, 0.0])
         self.qty = np.zeros(n)
         self.avg = np.zeros(n)
         self.last = np.full(n, np.nan)
@@ -110,10 +100,14 @@ class _State:
         self.g_sl = np.zeros(n)
         self.g_tp = np.zeros(n)
         self.g_ref = np.zeros(n)
+        self.tr_i = np.zeros((n, 6), dtype=np.int64)
+        self.tr_f = np.zeros((n, 11))
         self._pending(4 * n + 64)
-        cap_f = 8 * n + 4096
-        self.f_i = np.zeros((cap_f, 8), dtype=np.int64)
-        self.f_f = np.zeros((cap_f, 8))
+        cap = 8 * n + 65_536
+        self.f_i = np.zeros((cap, 8), dtype=np.int64)
+        self.f_f = np.zeros((cap, 12))
+        self.c_i = np.zeros((cap, 10), dtype=np.int64)
+        self.c_f = np.zeros((cap, 10))
 
     def _pending(self, cap: int) -> None:
         old = getattr(self, "p_code", None)
@@ -133,6 +127,32 @@ class _State:
 
     def pending_arrays(self) -> tuple[np.ndarray, ...]:
         return (self.p_code, self.p_side, self.p_qty, self.p_id, self.p_k, self.p_row)
+
+    def args(self) -> tuple[np.ndarray, ...]:
+        """The kernel's state and output arguments, in its parameter order."""
+        return (
+            self.st_i,
+            self.st_f,
+            self.qty,
+            self.avg,
+            self.last,
+            self.held,
+            self.g_active,
+            self.g_id,
+            self.g_open,
+            self.g_created,
+            self.g_exitk,
+            self.g_sl,
+            self.g_tp,
+            self.g_ref,
+            *self.pending_arrays(),
+            self.f_i,
+            self.f_f,
+            self.tr_i,
+            self.tr_f,
+            self.c_i,
+            self.c_f,
+        )
 
 
 def _settings(engine: BacktestEngine, strategy: SignalStrategy) -> tuple[Any, ...]:
@@ -189,46 +209,216 @@ def _warm_up(ip: np.ndarray, fp: np.ndarray, rules_i: np.ndarray, rules_f: np.nd
     ip1 = ip.copy()
     ip1[K.IP_ASSETS] = 1
     empty = np.zeros(0)
-    K.signal_run_nb(
+    none = np.zeros(0, dtype=np.int64)
+    K.signal_run_nb(  # type: ignore[call-arg]
         0,
         0,
         np.zeros(1, dtype=np.int64),
-        np.zeros(0, dtype=np.int64),
+        none,
         empty,
         empty,
         empty,
         empty,
         empty,
         np.zeros((max(rules_i.shape[0], 1), 0)),
+        none,
         ip1,
         fp,
         rules_i,
         rules_f,
-        *_state_args(state),
+        *state.args(),
     )
     return time.perf_counter() - t0
 
 
-def _state_args(s: _State) -> tuple[np.ndarray, ...]:
-    return (
-        s.st_i,
-        s.st_f,
-        s.qty,
-        s.avg,
-        s.last,
-        s.held,
-        s.g_active,
-        s.g_id,
-        s.g_open,
-        s.g_created,
-        s.g_exitk,
-        s.g_sl,
-        s.g_tp,
-        s.g_ref,
-        *s.pending_arrays(),
-        s.f_i,
-        s.f_f,
-    )
+class _Books:
+    """Turns the kernel's fill and trade arrays into the portfolio's ledger and trades."""
+
+    def __init__(self, engine: BacktestEngine, state: _State) -> None:
+        self.engine = engine
+        self.state = state
+        self.pf = engine.broker.portfolio
+        self.names = engine.clock.signal_names
+        self.has_context = len(engine.context) > 0
+        #: order id -> (signal values in ``names`` order, context) at the decision, for
+        #: fills of strategy orders
+        self.snap: dict[int, tuple[tuple[float, ...], dict[str, float]]] = {}
+        #: order id -> snapshot of orders still working when their block ended
+        self.carried: dict[int, tuple[dict[str, float], dict[str, float]]] = {}
+
+    def drain(self, block: Block, k0: int) -> None:
+        """Book the fills and closed trades the kernel produced since the last drain."""
+        st = self.state
+        n = int(st.st_i[K.S_FILLS])
+        if n:
+            self._fills(block, k0, st.f_i[:n], st.f_f[:n])
+            st.st_i[K.S_FILLS] = 0
+        m = int(st.st_i[K.S_TRADES])
+        if m:
+            self._trades(st.c_i[:m], st.c_f[:m])
+            st.st_i[K.S_TRADES] = 0
+
+    def _fills(self, block: Block, k0: int, fi: np.ndarray, ff: np.ndarray) -> None:
+        engine, pf = self.engine, self.pf
+        ids = engine.clock.asset_ids
+        ts = block.ts[fi[:, 0] - k0]
+        cols = {k: np.asarray(block.cols[k][:], dtype=np.float64) for k in self.names}
+        tags = fi[:, 4]
+        rows = fi[:, 6]
+        oids = fi[:, 3].tolist()
+        direct = np.flatnonzero((tags == K.TAG_SIGNAL) & (rows >= 0))
+        if direct.shape[0]:
+            values = [cols[k][rows[direct]].tolist() for k in self.names]
+            rows_of = zip(*values, strict=True) if values else iter(lambda: (), None)
+            if self.has_context:
+                decided = block.ts[fi[direct, 7] - k0].tolist()
+                contexts = [dict(engine.context.as_of(int(t))) for t in decided]
+            else:
+                contexts = [{}] * direct.shape[0]
+            keys = fi[direct, 3].tolist()
+            self.snap.update(zip(keys, zip(rows_of, contexts, strict=False), strict=False))
+        for f in np.flatnonzero((tags == K.TAG_SIGNAL) & (rows < 0)).tolist():
+            oid = oids[f]
+            got = self.carried.pop(oid, None)
+            if got is None:
+                got = _late_snapshot(engine, int(fi[f, 2]), int(fi[f, 7]), k0, block)
+            self.snap[oid] = (tuple(got[0].get(k, float("nan")) for k in self.names), got[1])
+        reasons: list[str | None] = [None] * fi.shape[0]
+        for f in np.flatnonzero(fi[:, 5] == K.REASON_RESIZED).tolist():
+            signed, price, requested, need, cash = (
+                ff[f, 0],
+                ff[f, 1],
+                ff[f, 5],
+                ff[f, 6],
+                ff[f, 7],
+            )
+            why = (
+                f"insufficient cash: need {need:,.2f} to buy {requested:g} {ids[fi[f, 2]]} at "
+                f"{price:,.4f}, have {cash:,.2f}"
+            )
+            reasons[f] = f"resized from {requested:g} to {abs(signed):g}: {why}"
+        pf.fills.extend(
+            zip(
+                ts.tolist(),
+                fi[:, 0].tolist(),
+                oids,
+                [ids[c] for c in fi[:, 2].tolist()],
+                ff[:, 0].tolist(),
+                ff[:, 1].tolist(),
+                ff[:, 2].tolist(),
+                ff[:, 3].tolist(),
+                [_TAGS[t] for t in tags.tolist()],
+                ff[:, K.FF_REALIZED].tolist(),
+                fi[:, 2].tolist(),
+                ff[:, K.FF_CASH_AFTER].tolist(),
+                ff[:, K.FF_QTY_AFTER].tolist(),
+                [0.0] * fi.shape[0],
+                ["fill"] * fi.shape[0],
+                ff[:, K.FF_AVG_AFTER].tolist(),
+                [0.0] * fi.shape[0],
+                reasons,
+                [0.0] * fi.shape[0],
+                strict=True,
+            )
+        )
+        realized = pf.realized
+        for code, value in zip(fi[:, 2].tolist(), ff[:, K.FF_REALIZED].tolist(), strict=True):
+            if value:
+                realized[code] += value
+
+    def _trades(self, ci: np.ndarray, cf: np.ndarray) -> None:
+        ids = self.engine.clock.asset_ids
+        tags = ci[:, K.CI_EXIT_TAG].tolist()
+        reasons = [_TAGS[t] or "signal" for t in tags]
+        cols = closed_columns(ci, cf, ids, reasons)
+        nan = float("nan")
+        empty: tuple[tuple[float, ...], dict[str, float]] = (
+            tuple(nan for _ in self.names),
+            {},
+        )
+        entry = [self.snap.get(o, empty) for o in ci[:, K.CI_ENTRY_OID].tolist()]
+        exit_ = [
+            self.snap.get(o, empty) if t == K.TAG_SIGNAL else empty
+            for o, t in zip(ci[:, K.CI_EXIT_OID].tolist(), tags, strict=True)
+        ]
+        for prefix, snaps in (("entry_signal_", entry), ("exit_signal_", exit_)):
+            for j, name in enumerate(self.names):
+                cols[prefix + name] = [s[0][j] for s in snaps]
+        for prefix, snaps in (("entry_context_", entry), ("exit_context_", exit_)):
+            for name in self.engine.context.names:
+                cols[prefix + name] = [s[1].get(name, nan) for s in snaps]
+        self.pf.trades.bulk.append(cols)
+        for o in ci[:, K.CI_ENTRY_OID].tolist():
+            self.snap.pop(o, None)
+        for o in ci[:, K.CI_EXIT_OID].tolist():
+            self.snap.pop(o, None)
+
+    def carry(self, block: Block, k0: int) -> None:
+        """Snapshot orders still working at the end of a block (their rows expire)."""
+        st = self.state
+        for j in range(int(st.st_i[K.S_PENDING])):
+            oid = int(st.p_id[j])
+            if oid not in self.carried:
+                self.carried[oid] = _late_snapshot(
+                    self.engine, int(st.p_code[j]), int(st.p_k[j]), k0, block
+                )
+            st.p_row[j] = -1
+        self.engine.clock.override_ns = -1
+
+    def finish(self, last_ts: int) -> None:
+        """Copy the final state into the portfolio; open trades go to the trade tracker."""
+        st, pf = self.state, self.pf
+        pf.cash = float(st.st_f[K.S_CASH])
+        pf.total_commission = float(st.st_f[K.S_COMMISSION])
+        pf.total_slippage = float(st.st_f[K.S_SLIPPAGE])
+        for c in range(len(pf.asset_ids)):
+            pf.qty[c] = float(st.qty[c])
+            pf.avg_cost[c] = float(st.avg[c])
+        for c in st.held[: int(st.st_i[K.S_HELD])].tolist():
+            pf._set_held(c, pf.asset_ids[c], pf.qty[c])
+        tracker = pf.trades
+        tracker._next_id = int(st.st_i[K.S_NEXT_TRADE])
+        for c in np.flatnonzero(st.tr_i[:, K.TI_OPEN]).tolist():
+            ti, tf = st.tr_i[c], st.tr_f[c]
+            values, context = self.snap.get(int(ti[K.TI_ENTRY_OID]), ((), {}))
+            signals = dict(zip(self.names, values, strict=False))
+            holder = _Order(int(ti[K.TI_ENTRY_OID]), None, signals, context)
+            trade = OpenTrade(
+                int(ti[K.TI_ID]),
+                c,
+                pf.asset_ids[c],
+                int(ti[K.TI_DIR]),
+                int(ti[K.TI_ENTRY_TS]),
+                int(ti[K.TI_ENTRY_K]),
+                holder,
+            )
+            (
+                trade.qty,
+                trade.entry_qty,
+                trade.entry_value,
+                trade.entry_commission,
+                trade.entry_slippage,
+                trade.exit_qty,
+                trade.exit_value,
+                trade.exit_commission,
+                trade.exit_slippage,
+                trade.hi,
+                trade.lo,
+            ) = tf.tolist()
+            trade.scan_from = last_ts + 1  # the kernel has scanned every bar already
+            tracker.open[c] = trade
+
+
+class _Order:
+    """What the ledger and the trade tracker need of an order."""
+
+    __slots__ = ("_context_snapshot", "_signals_snapshot", "order_id", "tag")
+
+    def __init__(self, order_id: int, tag: str | None, signals: Any, context: Any) -> None:
+        self.order_id = order_id
+        self.tag = tag
+        self._signals_snapshot = signals
+        self._context_snapshot = context
 
 
 def run_compiled(
@@ -255,8 +445,6 @@ def run_compiled(
     available = set(strategy.batch_columns())
     missing = [c for c in strategy.columns if c not in available]
     if missing:
-        from ..errors import ConfigError
-
         raise ConfigError(
             f"SignalStrategy uses column(s) {missing} that the feeds do not provide as "
             f"signals or indicators (have: {sorted(available)})"
@@ -267,9 +455,9 @@ def run_compiled(
     ip, fp, rules_i, rules_f, columns = _settings(engine, strategy)
     compile_seconds = _warm_up(ip, fp, rules_i, rules_f)
     state = _State(len(clock.asset_ids), pf.initial_cash)
+    books = _Books(engine, state)
     marker = Marker(pf.initial_cash, pf.mult, pf.is_future)
     ts_parts: list[np.ndarray] = []
-    snapshots: dict[int, tuple[Any, Any]] = {}  # order id -> (signals, context)
     k0 = 0
     kernel_seconds = 0.0
     span = (windows[0][0], windows[-1][1]) if windows else (0, 1)
@@ -287,30 +475,29 @@ def run_compiled(
             sig = np.vstack([np.asarray(block.cols[c][:], dtype=np.float64) for c in columns])
         else:
             sig = np.zeros((1, code.shape[0]))
+        ts = np.ascontiguousarray(block.ts, dtype=np.int64)
         t = 0
         while True:
             t1 = time.perf_counter()
             t = K.signal_run_nb(  # type: ignore[call-arg]
-                k0, t, offsets, code, *px, sig, ip, fp, rules_i, rules_f, *_state_args(state)
+                k0, t, offsets, code, *px, sig, ts, ip, fp, rules_i, rules_f, *state.args()
             )
             kernel_seconds += time.perf_counter() - t1
-            _book(engine, block, k0, state, snapshots)
+            books.drain(block, k0)
             if t >= T:
                 break
-            if (
-                state.st_i[K.S_PENDING] + int(offsets[t + 1] - offsets[t]) + len(clock.asset_ids)
-                > state.p_code.shape[0]
-            ):
+            need = state.st_i[K.S_PENDING] + int(offsets[t + 1] - offsets[t]) + len(clock.asset_ids)
+            if need > state.p_code.shape[0]:
                 state._pending(2 * state.p_code.shape[0])
-        _carry_snapshots(engine, block, k0, state, snapshots)
+        books.carry(block, k0)
         ts_parts.append(block.ts)
         marker.mark_block(block, pf.fills, T)
-        pf.trades.checkpoint(int(block.ts[-1]))
         k0 += T
         last_ts = int(block.ts[-1])
         if progress is not None:
             lo, hi = span
             progress(min(max((last_ts - lo) / max(hi - lo, 1), 0.0), 1.0))
+    books.finish(last_ts)
     if k0:
         clock.override_ns = last_ts
         pf.trades.close_all_open(last_ts, k0 - 1, engine.price_of)
@@ -332,86 +519,14 @@ def run_compiled(
     return result
 
 
-def _book(
-    engine: BacktestEngine,
-    block: Block,
-    k0: int,
-    state: _State,
-    snapshots: dict[int, tuple[Any, Any]],
-) -> None:
-    """Book the kernel's fills into the portfolio (the event path's ledger and trades)."""
-    n = int(state.st_i[K.S_FILLS])
-    if not n:
-        return
-    pf = engine.broker.portfolio
-    clock = engine.clock
-    names = clock.signal_names
-    cols = {k: np.asarray(block.cols[k][:], dtype=np.float64) for k in names}
-    has_context = len(engine.context) > 0
-    fi = state.f_i[:n].tolist()
-    ff = state.f_f[:n].tolist()
-    ids = clock.asset_ids
-    ts_arr = block.ts
-    for (k, _row, code, oid, tag, reason, dec_row, dec_k), (
-        signed,
-        price,
-        commission,
-        slip,
-        _base,
-        requested,
-        need,
-        cash,
-    ) in zip(fi, ff, strict=True):
-        ts = int(ts_arr[k - k0])
-        if tag == K.TAG_SIGNAL:
-            if dec_row >= 0:
-                signals = {name: cols[name][dec_row].item() for name in names}
-                context = dict(engine.context.as_of(int(ts_arr[dec_k - k0]))) if has_context else {}
-            else:
-                signals, context = snapshots.pop(oid, None) or _late_snapshot(  # type: ignore[arg-type]
-                    engine, code, dec_k, k0, ts_arr
-                )
-            order = _Order(oid, None, signals, context)
-        else:
-            order = _Order(oid, _TAGS[tag], None, None)
-        text = None
-        if reason == K.REASON_RESIZED:
-            why = (
-                f"insufficient cash: need {need:,.2f} to buy {requested:g} {ids[code]} at "
-                f"{price:,.4f}, have {cash:,.2f}"
-            )
-            text = f"resized from {requested:g} to {abs(signed):g}: {why}"
-        pf.apply_fill(code, signed, price, commission, slip, ts, k, order, 0.0, text)
-    state.st_i[K.S_FILLS] = 0
-    clock.override_ns = -1
-
-
 def _late_snapshot(
-    engine: BacktestEngine, code: int, dec_k: int, k0: int, ts_arr: np.ndarray
-) -> tuple[Any, Any]:
-    """Snapshot of an order placed on a bar where its asset had no row (history as-of)."""
+    engine: BacktestEngine, code: int, dec_k: int, k0: int, block: Block
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Snapshot of an order placed where its asset had no row, or in an earlier block."""
     clock = engine.clock
-    if 0 <= dec_k - k0 < ts_arr.shape[0]:
-        clock.override_ns = int(ts_arr[dec_k - k0])
+    if 0 <= dec_k - k0 < block.ts.shape[0]:
+        clock.override_ns = int(block.ts[dec_k - k0])
     signals = engine.signals_now(code)
     context = engine.context_now()
+    clock.override_ns = -1
     return signals, context
-
-
-def _carry_snapshots(
-    engine: BacktestEngine,
-    block: Block,
-    k0: int,
-    state: _State,
-    snapshots: dict[int, tuple[Any, Any]],
-) -> None:
-    """Record the snapshots of orders still working at the end of a block (rows expire)."""
-    n = int(state.st_i[K.S_PENDING])
-    for j in range(n):
-        oid = int(state.p_id[j])
-        if oid not in snapshots:
-            snapshots[oid] = _late_snapshot(
-                engine, int(state.p_code[j]), int(state.p_k[j]), k0, block.ts
-            )
-        state.p_row[j] = -1
-    engine.clock.override_ns = -1

@@ -40,7 +40,17 @@ FP_COMM, FP_SLIP, FP_SIZE_VALUE, FP_MIN_CONF = 0, 3, 4, 5
 FP_SL, FP_TP, FP_TRAIL_PCT, FP_TRAIL_AMT, FP_LOT = 6, 7, 8, 9, 10
 FP_SIZE = 11
 # state
-S_HELD, S_PENDING, S_NEXT_ID, S_FILLS, S_REJECTED = 0, 1, 2, 3, 4
+S_HELD, S_PENDING, S_NEXT_ID, S_FILLS, S_REJECTED, S_TRADES, S_NEXT_TRADE = 0, 1, 2, 3, 4, 5, 6
+S_I_SIZE = 7
+# float state: cash, total commission, total slippage
+S_CASH, S_COMMISSION, S_SLIPPAGE = 0, 1, 2
+# open trade (tr_i / tr_f columns) and closed trade (c_i / c_f columns) layouts
+TI_OPEN, TI_ID, TI_DIR, TI_ENTRY_K, TI_ENTRY_TS, TI_ENTRY_OID = 0, 1, 2, 3, 4, 5
+TF_QTY, TF_EQ, TF_EV, TF_EC, TF_ES, TF_XQ, TF_XV, TF_XC, TF_XS, TF_HI, TF_LO = range(11)
+CI_ID, CI_CODE, CI_DIR, CI_ENTRY_K, CI_EXIT_K, CI_ENTRY_TS, CI_EXIT_TS = range(7)
+CI_ENTRY_OID, CI_EXIT_OID, CI_EXIT_TAG = 7, 8, 9
+# fill outputs (f_f columns 8..11)
+FF_REALIZED, FF_CASH_AFTER, FF_QTY_AFTER, FF_AVG_AFTER = 8, 9, 10, 11
 # rule kinds
 R_ABOVE, R_BELOW, R_BETWEEN, R_IN, R_NOT_IN = 0, 1, 2, 3, 4
 # sizer kinds
@@ -124,6 +134,80 @@ def _submit(
 
 
 @jit
+def _trade_on_fill(
+    a: int,
+    old: float,
+    signed: float,
+    price: float,
+    commission: float,
+    slippage: float,
+    k: int,
+    now_ts: int,
+    oid: int,
+    tag: int,
+    high: float,
+    low: float,
+    st_i: np.ndarray,
+    tr_i: np.ndarray,
+    tr_f: np.ndarray,
+    c_i: np.ndarray,
+    c_f: np.ndarray,
+) -> None:
+    """Round-trip bookkeeping of one fill (``core.trades.TradeTracker.on_fill``)."""
+    q = abs(signed)
+    remaining = q
+    if old != 0 and (old > 0) != (signed > 0):
+        closing = q if q < abs(old) else abs(old)
+        share = closing / q
+        tr_f[a, TF_XQ] += closing
+        tr_f[a, TF_XV] += closing * price
+        tr_f[a, TF_XC] += commission * share
+        tr_f[a, TF_XS] += slippage * share
+        tr_f[a, TF_QTY] -= closing
+        remaining = q - closing
+        if remaining <= 1e-12 * max(1.0, q) and tr_f[a, TF_QTY] > 1e-12 * max(1.0, tr_f[a, TF_EQ]):
+            return
+        if high > tr_f[a, TF_HI]:  # the exit bar is part of the excursion window
+            tr_f[a, TF_HI] = high
+        if low < tr_f[a, TF_LO]:
+            tr_f[a, TF_LO] = low
+        n = st_i[S_TRADES]
+        c_i[n, CI_ID], c_i[n, CI_CODE], c_i[n, CI_DIR] = tr_i[a, TI_ID], a, tr_i[a, TI_DIR]
+        c_i[n, CI_ENTRY_K], c_i[n, CI_EXIT_K] = tr_i[a, TI_ENTRY_K], k
+        c_i[n, CI_ENTRY_TS], c_i[n, CI_EXIT_TS] = tr_i[a, TI_ENTRY_TS], now_ts
+        c_i[n, CI_ENTRY_OID], c_i[n, CI_EXIT_OID], c_i[n, CI_EXIT_TAG] = (
+            tr_i[a, TI_ENTRY_OID],
+            oid,
+            tag,
+        )
+        for j in range(10):
+            c_f[n, j] = tr_f[a, TF_EQ + j]
+        st_i[S_TRADES] = n + 1
+        tr_i[a, TI_OPEN] = 0
+        if remaining <= 1e-12 * max(1.0, q):
+            return
+        commission *= remaining / q
+        slippage *= remaining / q
+    if tr_i[a, TI_OPEN] == 0:
+        tr_i[a, TI_OPEN] = 1
+        tr_i[a, TI_ID] = st_i[S_NEXT_TRADE]
+        st_i[S_NEXT_TRADE] += 1
+        tr_i[a, TI_DIR] = 1 if signed > 0 else -1
+        tr_i[a, TI_ENTRY_K] = k
+        tr_i[a, TI_ENTRY_TS] = now_ts
+        tr_i[a, TI_ENTRY_OID] = oid
+        for j in range(TF_HI):
+            tr_f[a, j] = 0.0
+        tr_f[a, TF_HI] = -np.inf
+        tr_f[a, TF_LO] = np.inf
+    tr_f[a, TF_QTY] += remaining
+    tr_f[a, TF_EQ] += remaining
+    tr_f[a, TF_EV] += remaining * price
+    tr_f[a, TF_EC] += commission
+    tr_f[a, TF_ES] += slippage
+
+
+@jit
 def _fill(
     code: int,
     side: int,
@@ -135,6 +219,7 @@ def _fill(
     dec_k: int,
     r: int,
     k: int,
+    now_ts: int,
     v: np.ndarray,
     h: np.ndarray,
     lo: np.ndarray,
@@ -155,6 +240,10 @@ def _fill(
     g_ref: np.ndarray,
     f_i: np.ndarray,
     f_f: np.ndarray,
+    tr_i: np.ndarray,
+    tr_f: np.ndarray,
+    c_i: np.ndarray,
+    c_f: np.ndarray,
 ) -> bool:
     """Fill one order on row ``r`` (the broker's ``_try_fill``); False if rejected."""
     managed = tag != TAG_SIGNAL
@@ -175,12 +264,16 @@ def _fill(
     if abs(new) < 1e-12 * max(1.0, abs(old)):
         new = 0.0
     a = avg[code]
+    realized = 0.0
     if old == 0 or (old > 0) == (signed > 0):
         avg[code] = (a * old + price * signed) / new if new else 0.0
-    elif new == 0:
-        avg[code] = 0.0
-    elif (new > 0) != (old > 0):
-        avg[code] = price
+    else:
+        closed = abs(signed) if abs(signed) < abs(old) else abs(old)
+        realized = closed * (price - a) * (1.0 if old > 0 else -1.0) * 1.0
+        if new == 0:
+            avg[code] = 0.0
+        elif (new > 0) != (old > 0):
+            avg[code] = price
     qty[code] = new
     st_f[0] = cash - (signed * price * 1.0 + commission)
     n_held = st_i[S_HELD]
@@ -199,7 +292,30 @@ def _fill(
     f_i[n, 4], f_i[n, 5], f_i[n, 6], f_i[n, 7] = tag, reason, dec_row, dec_k
     f_f[n, 0], f_f[n, 1], f_f[n, 2], f_f[n, 3] = signed, price, commission, slip_cost
     f_f[n, 4], f_f[n, 5], f_f[n, 6], f_f[n, 7] = base, requested, need, cash
+    f_f[n, FF_REALIZED], f_f[n, FF_CASH_AFTER] = realized, st_f[S_CASH]
+    f_f[n, FF_QTY_AFTER], f_f[n, FF_AVG_AFTER] = new, avg[code]
     st_i[S_FILLS] = n + 1
+    st_f[S_COMMISSION] += commission
+    st_f[S_SLIPPAGE] += slip_cost
+    _trade_on_fill(
+        code,
+        old,
+        signed,
+        price,
+        commission,
+        slip_cost,
+        k,
+        now_ts,
+        oid,
+        tag,
+        h[r],
+        lo[r],
+        st_i,
+        tr_i,
+        tr_f,
+        c_i,
+        c_f,
+    )
     if ip[IP_HAS_EXITS] != 0:  # position exits follow the position (order_links._sync_exits)
         flipped = old == 0 or (old > 0) != (new > 0)
         if new == 0 or flipped:
@@ -278,6 +394,7 @@ def signal_run_nb(
     c: np.ndarray,
     v: np.ndarray,
     sig: np.ndarray,
+    ts: np.ndarray,
     ip: np.ndarray,
     fp: np.ndarray,
     rules_i: np.ndarray,
@@ -304,6 +421,10 @@ def signal_run_nb(
     p_row: np.ndarray,
     f_i: np.ndarray,
     f_f: np.ndarray,
+    tr_i: np.ndarray,
+    tr_f: np.ndarray,
+    c_i: np.ndarray,
+    c_f: np.ndarray,
 ) -> int:
     """Run timestamps ``t_start..T-1`` of a block; return where it stopped (see module)."""
     n_assets = ip[IP_ASSETS]
@@ -336,6 +457,7 @@ def signal_run_nb(
         if (
             n_pend + n_rows + n_assets > cap_p
             or st_i[S_FILLS] + 2 * (n_pend + n_assets) + n_rows > cap_f
+            or st_i[S_TRADES] + 2 * (n_pend + n_assets) + n_rows > cap_f
         ):
             return t
         k = k0 + t
@@ -447,6 +569,7 @@ def signal_run_nb(
                         dec_k,
                         row_now[a],
                         k,
+                        ts[t],
                         v,
                         h,
                         lo,
@@ -467,6 +590,10 @@ def signal_run_nb(
                         g_ref,
                         f_i,
                         f_f,
+                        tr_i,
+                        tr_f,
+                        c_i,
+                        c_f,
                     )
                 # compact the pending orders
                 w = 0
@@ -592,7 +719,13 @@ def signal_run_nb(
                             st_i, p_code, p_side, p_qty, p_id, p_k, p_row, a, side, mag, k, r, lot
                         )
         for r in range(r0, r1):
-            row_now[code[r]] = -1
+            a = code[r]
+            row_now[a] = -1
+            if tr_i[a, TI_OPEN]:  # excursions: every bar of an open trade
+                if h[r] > tr_f[a, TF_HI]:
+                    tr_f[a, TF_HI] = h[r]
+                if lo[r] < tr_f[a, TF_LO]:
+                    tr_f[a, TF_LO] = lo[r]
     return T
 
 
