@@ -10,13 +10,18 @@ path's, operation for operation, so both produce the same fills.
 Shapes (``T`` timestamps, ``N`` rows, ``A`` assets, ``C`` signal columns, ``P`` pending
 capacity, ``F`` fill capacity):
 
-- ``offsets`` int64[T+1], ``code`` int64[N], ``o h l c v`` float64[N], ``sig`` float64[C, N]
+- ``offsets`` int64[T+1], ``code`` int64[N], ``o h l c v`` float64[N], ``sig`` float64[C, N],
+  ``ts`` int64[T]
 - ``ip`` int64[IP_SIZE] and ``fp`` float64[FP_SIZE]: settings (indices ``IP_*``/``FP_*``)
 - ``rules_i`` int64[R, 3] (kind, column, is_exit) and ``rules_f`` float64[R, 2] (lo, hi)
-- state: ``st_i`` int64[5], ``st_f`` float64[1], ``qty avg last`` float64[A],
-  ``held`` int64[A], group arrays (``g_*``, per asset; ``g_id``/``g_open`` [A, 4] for the
-  stop-loss, take-profit, trailing and time exits), pending order arrays ``p_*`` [P]
-- output: fill arrays ``f_*`` [F]
+- state: ``st_i`` int64[S_I_SIZE] (``S_*``), ``st_f`` float64[3] (cash, total commission,
+  total slippage), ``qty avg last`` float64[A], ``held`` int64[A] (held assets in the order
+  they were opened, as the portfolio's dict keeps them), group arrays (``g_*``, per asset;
+  ``g_id``/``g_open`` [A, 4] for the stop-loss, take-profit, trailing and time exits),
+  pending order arrays ``p_*`` [P], open trades ``tr_i`` int64[A, 6] / ``tr_f`` float64[A, 11]
+  (``TI_*``/``TF_*``)
+- output: fills ``f_i`` int64[F, 8] / ``f_f`` float64[F, 12] and closed trades ``c_i``
+  int64[F, 10] / ``c_f`` float64[F, 10] (``CI_*``; ``c_f`` is ``tr_f`` from entry quantity on)
 
 The kernel returns the index of the first timestamp it did not process: ``T`` when done,
 less when the pending or fill arrays might overflow (the caller grows or drains them and
