@@ -146,6 +146,7 @@ class FillEngine:
         if (
             self._kernel_settings is not None
             and len(ranked) >= _KERNEL_BATCH
+            and not self.one_order_per_bar
             and all(_plain_market(t[4]) for t in ranked)
         ):
             start = self._fill_market_batch(chunk, [t[4:] for t in ranked], ts, index)
@@ -188,7 +189,9 @@ class FillEngine:
             if st == ST_BAD_PRICE:
                 self._reject(order, self._bad_price_text(price))
             elif st == ST_SHORT:
-                problem = "short selling is disabled (cash account)"
+                problem = "short selling is disabled" + (
+                    " (cash account)" if self.account == "cash" else ""
+                )
                 self._reject(order, _short_text(order, pf.qty[order._code], q, problem))
             elif st == ST_NO_CASH:
                 asset = order.asset_id

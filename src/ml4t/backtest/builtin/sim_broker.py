@@ -382,16 +382,17 @@ class SimulationBroker(OrderEntry, FillEngine, OrderLinks):
     def kernel_problem(self) -> str | None:
         """Return why fills cannot be computed by the Numba kernels, or None if they can.
 
-        The kernels cover a cash account without volume limits, impact, risk limits,
-        per-asset specifications or ``one_order_per_bar``, with cost models that expose
+        The kernels cover cash and simple accounts (no borrow fee on shorts) without volume
+        limits, impact, risk limits or per-asset specifications, with cost models that expose
         ``kernel_params()`` (every builtin model except the volume-, spread- and tier-based
         ones). Anything else runs through the Python fill path.
         """
+        shorts_cost = self.allow_short and self.borrow_rate > 0
         checks = (
-            (self.account != "cash", f"account={self.account!r} (kernel: 'cash')"),
+            (self.account == "margin", "account='margin' (kernels: 'cash' or 'simple')"),
+            (shorts_cost, "shorts pay a borrow fee (borrow_rate > 0)"),
             (self.volume_limit is not None, "volume_limit is set"),
             (self.risk_limits is not None, "risk_limits are set"),
-            (self.one_order_per_bar, "one_order_per_bar=True"),
             (not isinstance(self.impact_model, NoImpact), f"impact model {self.impact_model!r}"),
             (len(self.assets) > 0, "an asset registry is set (multipliers, ticks, lots)"),
         )
@@ -427,6 +428,8 @@ class SimulationBroker(OrderEntry, FillEngine, OrderLinks):
         ip[K.IP_SLIP_IN_BAR] = int(self.slippage_within_bar)
         ip[K.IP_COMM] = ck
         ip[K.IP_SLIP] = sk
+        ip[K.IP_ALLOW_SHORT] = int(self.allow_short)
+        ip[K.IP_ONE_PER_BAR] = int(self.one_order_per_bar)
         fp[K.FP_COMM : K.FP_COMM + 3] = 0.0
         fp[K.FP_COMM : K.FP_COMM + len(cparams)] = cparams
         fp[K.FP_SLIP] = sparams[0] if sparams else 0.0

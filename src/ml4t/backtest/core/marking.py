@@ -123,6 +123,22 @@ class Marker:
         ):
             self.out[key].append(arr)
 
+    def append_books(
+        self, cash: np.ndarray, net: np.ndarray, gross: np.ndarray, npos: np.ndarray
+    ) -> None:
+        """Append books computed elsewhere (the compiled path: stocks, no accruals)."""
+        T = cash.shape[0]
+        for key, arr in (
+            ("cash", cash),
+            ("accrued", np.zeros(T)),
+            ("net", net),
+            ("signed", net),
+            ("gross", gross),
+            ("npos", npos),
+        ):
+            self.out[key].append(arr)
+        self.k0 += T
+
     def arrays(self) -> dict[str, np.ndarray]:
         """Return the concatenated books."""
         return {

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 __all__ = ["kernel_problem", "run_compiled"]
 
 _TAGS = (None, "stop_loss", "take_profit", "trailing_stop", "time_exit")
-_TIMINGS = {"next_bar_open": 0, "same_bar_close": 1}
+_TIMINGS = {"next_bar_open": 0, "same_bar_close": 1, "next_bar_close": 2}
 _MODES = ("conservative", "high_first", "low_first", "nearest", "close_only")
 _CALLBACKS = (
     "on_start",
@@ -70,7 +70,6 @@ def kernel_problem(engine: BacktestEngine, strategy: SignalStrategy) -> str | No
     checks = (
         (broker.fill_timing not in _TIMINGS, f"fill_timing={broker.fill_timing!r}"),
         (broker.corporate_actions is not None, "corporate_actions are set"),
-        (broker.exit_base != "fill_price", f"exit_base={broker.exit_base!r}"),
         (
             broker.exits is not None and strategy.exits is not None,
             "both the broker and the strategy set position exits",
@@ -100,7 +99,8 @@ class _State:
         self.g_sl = np.zeros(n)
         self.g_tp = np.zeros(n)
         self.g_ref = np.zeros(n)
-        self.tr_i = np.zeros((n, 6), dtype=np.int64)
+        self.tr_i = np.zeros((n, 7), dtype=np.int64)
+        self.tr_i[:, K.TI_TRADED_K] = -1
         self.tr_f = np.zeros((n, 11))
         self._pending(4 * n + 64)
         cap = 8 * n + 65_536
@@ -162,6 +162,7 @@ def _settings(engine: BacktestEngine, strategy: SignalStrategy) -> tuple[Any, ..
     ip[K.IP_TIMING] = _TIMINGS[broker.fill_timing]
     ip[K.IP_MODE] = _MODES.index(broker.intrabar)
     ip[K.IP_TRAIL_CLOSE] = int(broker.trail_reference == "close")
+    ip[K.IP_EXIT_BASE_CLOSE] = int(broker.exit_base == "bar_close")
     columns = list(strategy.columns)
     sizer = strategy.position_sizer
     if isinstance(sizer, PercentSizer):
@@ -227,6 +228,10 @@ def _warm_up(ip: np.ndarray, fp: np.ndarray, rules_i: np.ndarray, rules_f: np.nd
         rules_i,
         rules_f,
         *state.args(),
+        empty,
+        empty,
+        empty,
+        none,
     )
     return time.perf_counter() - t0
 
@@ -476,11 +481,24 @@ def run_compiled(
         else:
             sig = np.zeros((1, code.shape[0]))
         ts = np.ascontiguousarray(block.ts, dtype=np.int64)
+        books_t = (np.empty(T), np.empty(T), np.empty(T), np.empty(T, dtype=np.int64))
         t = 0
         while True:
             t1 = time.perf_counter()
             t = K.signal_run_nb(  # type: ignore[call-arg]
-                k0, t, offsets, code, *px, sig, ts, ip, fp, rules_i, rules_f, *state.args()
+                k0,
+                t,
+                offsets,
+                code,
+                *px,
+                sig,
+                ts,
+                ip,
+                fp,
+                rules_i,
+                rules_f,
+                *state.args(),
+                *books_t,
             )
             kernel_seconds += time.perf_counter() - t1
             books.drain(block, k0)
@@ -491,7 +509,7 @@ def run_compiled(
                 state._pending(2 * state.p_code.shape[0])
         books.carry(block, k0)
         ts_parts.append(block.ts)
-        marker.mark_block(block, pf.fills, T)
+        marker.append_books(*books_t)
         k0 += T
         last_ts = int(block.ts[-1])
         if progress is not None:

@@ -28,7 +28,7 @@ __all__ = ["fill_terms_nb", "market_batch_nb", "round_lot_nb"]
 
 ST_FILLED, ST_BAD_PRICE, ST_SHORT, ST_NO_CASH, ST_RESIZED = 0, 1, 2, 3, 4
 # settings layout (shared with kernels.signal)
-IP_CASH_POLICY, IP_SLIP_IN_BAR, IP_COMM, IP_SLIP = 4, 6, 7, 8
+IP_CASH_POLICY, IP_SLIP_IN_BAR, IP_COMM, IP_SLIP, IP_ALLOW_SHORT = 4, 6, 7, 8, 15
 FP_COMM, FP_SLIP, FP_LOT = 0, 3, 10
 
 _EPS = 1e-9
@@ -97,7 +97,7 @@ def fill_terms_nb(
             else:
                 price = price if price > low else low
         slipped = price
-    if side < 0 and quantity > held + _EPS * max(1.0, abs(held)):
+    if side < 0 and ip[IP_ALLOW_SHORT] == 0 and quantity > held + _EPS * max(1.0, abs(held)):
         return ST_SHORT, quantity, price, slipped, 0.0, 0.0
     commission = commission_nb(ck, cp, quantity, price)
     adds = held * side >= 0 or quantity > abs(held) + _EPS

@@ -18,9 +18,10 @@ capacity, ``F`` fill capacity):
   total slippage), ``qty avg last`` float64[A], ``held`` int64[A] (held assets in the order
   they were opened, as the portfolio's dict keeps them), group arrays (``g_*``, per asset;
   ``g_id``/``g_open`` [A, 4] for the stop-loss, take-profit, trailing and time exits),
-  pending order arrays ``p_*`` [P], open trades ``tr_i`` int64[A, 6] / ``tr_f`` float64[A, 11]
+  pending order arrays ``p_*`` [P], open trades ``tr_i`` int64[A, 7] / ``tr_f`` float64[A, 11]
   (``TI_*``/``TF_*``)
-- output: fills ``f_i`` int64[F, 8] / ``f_f`` float64[F, 12] and closed trades ``c_i``
+- output: the books after every timestamp ``b_cash b_net b_gross`` float64[T], ``b_npos``
+  int64[T]; fills ``f_i`` int64[F, 8] / ``f_f`` float64[F, 12] and closed trades ``c_i``
   int64[F, 10] / ``c_f`` float64[F, 10] (``CI_*``; ``c_f`` is ``tr_f`` from entry quantity on)
 
 The kernel returns the index of the first timestamp it did not process: ``T`` when done,
@@ -40,7 +41,8 @@ from .matching import path_nb, touch_nb
 IP_ASSETS, IP_TIMING, IP_MODE, IP_TRAIL_CLOSE, IP_CASH_POLICY = 0, 1, 2, 3, 4
 IP_EXIT_SLIP, IP_SLIP_IN_BAR, IP_COMM, IP_SLIP, IP_SIZER = 5, 6, 7, 8, 9
 IP_SIZER_COL, IP_TOPK, IP_HAS_EXITS, IP_MAX_BARS, IP_RULES = 10, 11, 12, 13, 14
-IP_SIZE = 15
+IP_ALLOW_SHORT, IP_ONE_PER_BAR, IP_EXIT_BASE_CLOSE = 15, 16, 17
+IP_SIZE = 18
 FP_COMM, FP_SLIP, FP_SIZE_VALUE, FP_MIN_CONF = 0, 3, 4, 5
 FP_SL, FP_TP, FP_TRAIL_PCT, FP_TRAIL_AMT, FP_LOT = 6, 7, 8, 9, 10
 FP_SIZE = 11
@@ -50,7 +52,7 @@ S_I_SIZE = 7
 # float state: cash, total commission, total slippage
 S_CASH, S_COMMISSION, S_SLIPPAGE = 0, 1, 2
 # open trade (tr_i / tr_f columns) and closed trade (c_i / c_f columns) layouts
-TI_OPEN, TI_ID, TI_DIR, TI_ENTRY_K, TI_ENTRY_TS, TI_ENTRY_OID = 0, 1, 2, 3, 4, 5
+TI_OPEN, TI_ID, TI_DIR, TI_ENTRY_K, TI_ENTRY_TS, TI_ENTRY_OID, TI_TRADED_K = 0, 1, 2, 3, 4, 5, 6
 TF_QTY, TF_EQ, TF_EV, TF_EC, TF_ES, TF_XQ, TF_XV, TF_XC, TF_XS, TF_HI, TF_LO = range(11)
 CI_ID, CI_CODE, CI_DIR, CI_ENTRY_K, CI_EXIT_K, CI_ENTRY_TS, CI_EXIT_TS = range(7)
 CI_ENTRY_OID, CI_EXIT_OID, CI_EXIT_TAG = 7, 8, 9
@@ -225,7 +227,7 @@ def _fill(
     r: int,
     k: int,
     now_ts: int,
-    v: np.ndarray,
+    c: np.ndarray,
     h: np.ndarray,
     lo: np.ndarray,
     ip: np.ndarray,
@@ -252,6 +254,9 @@ def _fill(
 ) -> bool:
     """Fill one order on row ``r`` (the broker's ``_try_fill``); False if rejected."""
     managed = tag != TAG_SIGNAL
+    if ip[IP_ONE_PER_BAR] != 0 and not managed and tr_i[code, TI_TRADED_K] == k:
+        st_i[S_REJECTED] += 1  # one_order_per_bar: the asset already traded on this bar
+        return False
     old = qty[code]
     cash = st_f[0]
     slip = not (tag == TAG_TAKE or (managed and tag != TAG_TIME and ip[IP_EXIT_SLIP] == 0))
@@ -300,6 +305,7 @@ def _fill(
     f_f[n, FF_REALIZED], f_f[n, FF_CASH_AFTER] = realized, st_f[S_CASH]
     f_f[n, FF_QTY_AFTER], f_f[n, FF_AVG_AFTER] = new, avg[code]
     st_i[S_FILLS] = n + 1
+    tr_i[code, TI_TRADED_K] = k
     st_f[S_COMMISSION] += commission
     st_f[S_SLIPPAGE] += slip_cost
     _trade_on_fill(
@@ -329,7 +335,7 @@ def _fill(
                 g_exitk[code] = k
                 g_active[code] = 1
                 g_created[code] = k
-                base_px = avg[code]
+                base_px = c[r] if ip[IP_EXIT_BASE_CLOSE] != 0 else avg[code]
                 d = 1.0 if new > 0 else -1.0
                 for slot in range(4):
                     g_open[code, slot] = 0
@@ -356,9 +362,11 @@ def _fill(
         elif abs(new) > abs(old):
             d = 1.0 if new > 0 else -1.0
             if fp[FP_SL] == fp[FP_SL] and g_open[code, 0]:
-                g_sl[code] = avg[code] * (1 - d * fp[FP_SL])
+                grown = c[r] if ip[IP_EXIT_BASE_CLOSE] != 0 else avg[code]
+                g_sl[code] = grown * (1 - d * fp[FP_SL])
             if fp[FP_TP] == fp[FP_TP] and g_open[code, 1]:
-                g_tp[code] = avg[code] * (1 + d * fp[FP_TP])
+                grown = c[r] if ip[IP_EXIT_BASE_CLOSE] != 0 else avg[code]
+                g_tp[code] = grown * (1 + d * fp[FP_TP])
     return True
 
 
@@ -430,11 +438,16 @@ def signal_run_nb(
     tr_f: np.ndarray,
     c_i: np.ndarray,
     c_f: np.ndarray,
+    b_cash: np.ndarray,
+    b_net: np.ndarray,
+    b_gross: np.ndarray,
+    b_npos: np.ndarray,
 ) -> int:
     """Run timestamps ``t_start..T-1`` of a block; return where it stopped (see module)."""
     n_assets = ip[IP_ASSETS]
     T = offsets.shape[0] - 1
     at_close = ip[IP_TIMING] == 1
+    next_close = ip[IP_TIMING] == 2  # market orders fill at the next bar's close, before it
     mode = ip[IP_MODE]
     lot = fp[FP_LOT]
     has_trail = fp[FP_TRAIL_PCT] == fp[FP_TRAIL_PCT] or fp[FP_TRAIL_AMT] == fp[FP_TRAIL_AMT]
@@ -482,8 +495,8 @@ def signal_run_nb(
                     continue
                 if phase == 0 and (at_close or p_k[j] >= k):
                     continue
-                keys_f[n, 0] = 3.0 if phase == 1 else 0.0
-                keys_f[n, 1] = c[r] if phase == 1 else o[r]
+                keys_f[n, 0] = 3.0 if (phase == 1 or next_close) else 0.0
+                keys_f[n, 1] = c[r] if (phase == 1 or next_close) else o[r]
                 keys_i[n, 0] = 1 if qty[a] * p_side[j] >= 0 else 0
                 keys_i[n, 1] = 1
                 keys_i[n, 2] = p_id[j]
@@ -510,8 +523,8 @@ def signal_run_nb(
                                 continue
                             if g_exitk[a] + max_bars > k:
                                 continue
-                            tm = 3.0 if phase == 1 else 0.0
-                            px = c[r] if phase == 1 else o[r]
+                            tm = 3.0 if (phase == 1 or next_close) else 0.0
+                            px = c[r] if (phase == 1 or next_close) else o[r]
                         else:
                             if phase == 1 or g_created[a] >= k:
                                 continue
@@ -556,8 +569,12 @@ def signal_run_nb(
                     else:
                         a = keys_i[x, 4] // 4
                         slot = keys_i[x, 4] % 4
-                        if g_active[a] == 0 or g_open[a, slot] == 0:
-                            continue
+                        if (
+                            g_active[a] == 0
+                            or g_open[a, slot] == 0
+                            or g_id[a, slot] != keys_i[x, 2]
+                        ):
+                            continue  # filled, cancelled, or replaced by a new position's exit
                         side = -1 if qty[a] > 0 else 1
                         quantity = abs(qty[a])
                         dec = -2
@@ -575,7 +592,7 @@ def signal_run_nb(
                         row_now[a],
                         k,
                         ts[t],
-                        v,
+                        c,
                         h,
                         lo,
                         ip,
@@ -731,6 +748,22 @@ def signal_run_nb(
                     tr_f[a, TF_HI] = h[r]
                 if lo[r] < tr_f[a, TF_LO]:
                     tr_f[a, TF_LO] = lo[r]
+        # the books after this timestamp, summed in asset order as core.marking does
+        net = 0.0
+        gross = 0.0
+        npos = 0
+        if st_i[S_HELD] > 0:
+            for a in range(n_assets):
+                q = qty[a]
+                if q != 0:
+                    value = q * 1.0 * last[a]
+                    net += value
+                    gross += abs(value)
+                    npos += 1
+        b_cash[t] = st_f[S_CASH]
+        b_net[t] = net
+        b_gross[t] = gross
+        b_npos[t] = npos
     return T
 
 
