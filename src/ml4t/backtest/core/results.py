@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import platform
+from array import array
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,7 @@ from .metrics import compute_metrics
 
 if TYPE_CHECKING:
     from .engine import BacktestEngine
+    from .trades import ClosedTrades
 
 __all__ = ["BacktestResult", "build_result"]
 
@@ -302,16 +304,17 @@ def _account_frame(events: list[tuple[Any, ...]], tz: str | None) -> pl.DataFram
 
 
 def _trades_frame(
-    closed: list[dict[str, Any]],
+    closed: ClosedTrades,
     signal_names: tuple[str, ...],
     context_names: list[str],
     tz: str | None,
     bulk: list[dict[str, Any]] | None = None,
 ) -> pl.DataFrame:
-    """Build the trades frame: bulk column chunks first, then the per-trade records."""
+    """Build the trades frame: bulk column chunks first, then the tracker's trades."""
     nan = float("nan")
     base = [k for k in _EMPTY_TRADE if not k.startswith("_")]
-    data: dict[str, Any] = {k: [t[k] for t in closed] for k in base}
+    cols = closed.columns
+    data: dict[str, Any] = {k: cols[k] for k in base}
     extra: list[str] = []
     for prefix, key, names in (
         ("entry_signal_", "_entry_signals", signal_names),
@@ -321,15 +324,16 @@ def _trades_frame(
     ):
         for name in names:
             extra.append(prefix + name)
-            data[prefix + name] = pl.Series(
-                [t[key].get(name, nan) for t in closed], dtype=pl.Float64
-            )
+            data[prefix + name] = [t.get(name, nan) for t in cols[key]]
     schema = {k: _EMPTY_TRADE[k] for k in base}
 
     def frame(columns: dict[str, Any]) -> pl.DataFrame:
         return pl.DataFrame(
             {
-                k: pl.Series(columns[k], dtype=schema.get(k, pl.Float64))
+                k: pl.Series(
+                    np.asarray(columns[k]) if isinstance(columns[k], array) else columns[k],
+                    dtype=schema.get(k, pl.Float64),
+                )
                 for k in (*base, *extra)
             }
         )

@@ -10,12 +10,71 @@ exit fill's bar, inclusive, by a scanner the engine supplies.
 from __future__ import annotations
 
 import math
+from array import array
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-__all__ = ["OpenTrade", "TradeTracker"]
+__all__ = ["ClosedTrades", "OpenTrade", "TradeTracker", "closed_columns"]
+
+#: closed-trade columns in frame order; ``_``-prefixed ones hold snapshot mappings
+TRADE_COLUMNS = (
+    "trade_id",
+    "asset_id",
+    "direction",
+    "entry_timestamp",
+    "exit_timestamp",
+    "entry_price",
+    "exit_price",
+    "quantity",
+    "entry_commission",
+    "exit_commission",
+    "commission",
+    "slippage",
+    "pnl_gross",
+    "pnl_net",
+    "pnl_percent",
+    "holding_period_bars",
+    "mfe",
+    "mae",
+    "mfe_pct",
+    "mae_pct",
+    "dividends",
+    "borrow_fees",
+    "exit_reason",
+    "is_open",
+    "_entry_signals",
+    "_exit_signals",
+    "_entry_context",
+    "_exit_context",
+)
+_INTS = frozenset(("trade_id", "entry_timestamp", "exit_timestamp", "holding_period_bars"))
+_OBJECTS = frozenset(("asset_id", "direction", "exit_reason", "is_open"))
+
+
+class ClosedTrades:
+    """Closed trades stored column by column (numbers in ``array`` buffers).
+
+    One row per :meth:`add`, no dict per trade; :attr:`columns` maps each name of
+    :data:`TRADE_COLUMNS` to its column.
+    """
+
+    def __init__(self) -> None:
+        self.columns: dict[str, Any] = {
+            k: array("q") if k in _INTS else [] if k in _OBJECTS or k[0] == "_" else array("d")
+            for k in TRADE_COLUMNS
+        }
+        self._appenders = [self.columns[k].append for k in TRADE_COLUMNS]
+
+    def add(self, *values: Any) -> None:
+        """Append one trade: the values of :data:`TRADE_COLUMNS`, in order."""
+        for append, value in zip(self._appenders, values, strict=True):
+            append(value)
+
+    def __len__(self) -> int:
+        return len(self.columns["trade_id"])
+
 
 Scanner = Callable[[int, int, int], tuple[float, float]]
 
@@ -89,7 +148,7 @@ class TradeTracker:
 
     def __init__(self) -> None:
         self.open: dict[int, OpenTrade] = {}
-        self.closed: list[dict[str, Any]] = []
+        self.closed = ClosedTrades()
         #: closed trades added in bulk, column by column (see :meth:`add_closed_columns`);
         #: they come before ``closed`` in the trades frame
         self.bulk: list[dict[str, Any]] = []
@@ -224,37 +283,35 @@ class TradeTracker:
         fav = (hi - entry_price) if d > 0 else (entry_price - lo)
         adv = (lo - entry_price) if d > 0 else (entry_price - hi)
         fav, adv = max(fav, 0.0), min(adv, 0.0)
-        self.closed.append(
-            {
-                "trade_id": trade.trade_id,
-                "asset_id": trade.asset_id,
-                "direction": "long" if d > 0 else "short",
-                "entry_timestamp": trade.entry_ts,
-                "exit_timestamp": ts,
-                "entry_price": entry_price,
-                "exit_price": exit_price,
-                "quantity": exit_qty,
-                "entry_commission": trade.entry_commission,
-                "exit_commission": trade.exit_commission,
-                "commission": commission,
-                "slippage": trade.entry_slippage + trade.exit_slippage,
-                "pnl_gross": pnl_gross,
-                "pnl_net": pnl_net,
-                "pnl_percent": pnl_net / cost_basis if cost_basis else math.nan,
-                "holding_period_bars": ts_index - trade.entry_index,
-                "mfe": fav * exit_qty * trade.mult,
-                "mae": adv * exit_qty * trade.mult,
-                "mfe_pct": fav / entry_price,
-                "mae_pct": adv / entry_price,
-                "dividends": trade.dividends,
-                "borrow_fees": trade.borrow_fees,
-                "exit_reason": reason,
-                "is_open": is_open,
-                "_entry_signals": trade.entry_signals,
-                "_exit_signals": exit_signals,
-                "_entry_context": trade.entry_context,
-                "_exit_context": exit_context,
-            }
+        self.closed.add(
+            trade.trade_id,
+            trade.asset_id,
+            "long" if d > 0 else "short",
+            trade.entry_ts,
+            ts,
+            entry_price,
+            exit_price,
+            exit_qty,
+            trade.entry_commission,
+            trade.exit_commission,
+            commission,
+            trade.entry_slippage + trade.exit_slippage,
+            pnl_gross,
+            pnl_net,
+            pnl_net / cost_basis if cost_basis else math.nan,
+            ts_index - trade.entry_index,
+            fav * exit_qty * trade.mult,
+            adv * exit_qty * trade.mult,
+            fav / entry_price,
+            adv / entry_price,
+            trade.dividends,
+            trade.borrow_fees,
+            reason,
+            is_open,
+            trade.entry_signals,
+            exit_signals,
+            trade.entry_context,
+            exit_context,
         )
 
     def close_all_open(self, ts: int, ts_index: int, price_of: Callable[[int], float]) -> None:
