@@ -8,11 +8,14 @@ positions, with numpy over the block's arrays: the per-bar loop records nothing.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .data import Block
+
+if TYPE_CHECKING:
+    from .portfolio import Ledger
 
 __all__ = ["Marker"]
 
@@ -47,29 +50,24 @@ class Marker:
             "npos": [],
         }
 
-    def mark_block(self, block: Block, fills: list[tuple[Any, ...]], n_done: int) -> None:
+    def mark_block(self, block: Block, fills: Ledger, n_done: int) -> None:
         """Append the books of the first ``n_done`` timestamps of ``block``."""
         T = n_done
         if T <= 0:
             return
         k0 = self.k0
-        j = self.fill_pos
-        while j < len(fills) and fills[j][F_TS_INDEX] < k0 + T:
-            j += 1
-        block_fills = fills[self.fill_pos : j]
+        start = self.fill_pos
+        at = fills.column(F_TS_INDEX, start)
+        j = start + int(np.searchsorted(at, k0 + T, side="left"))
         self.fill_pos = j
         steps = np.arange(T)
-        if block_fills:
-            f_t = np.fromiter((f[F_TS_INDEX] - k0 for f in block_fills), np.int64, len(block_fills))
-            f_code = np.fromiter((f[F_CODE] for f in block_fills), np.int64, len(block_fills))
-            f_cash = np.fromiter(
-                (f[F_CASH_AFTER] for f in block_fills), np.float64, len(block_fills)
-            )
-            f_qty = np.fromiter((f[F_QTY_AFTER] for f in block_fills), np.float64, len(block_fills))
-            f_avg = np.fromiter((f[F_AVG_AFTER] for f in block_fills), np.float64, len(block_fills))
-            f_acc = np.fromiter(
-                (f[F_ACCRUED_AFTER] for f in block_fills), np.float64, len(block_fills)
-            )
+        if j > start:
+            f_t = fills.column(F_TS_INDEX, start, j) - k0
+            f_code = fills.column(F_CODE, start, j)
+            f_cash = fills.column(F_CASH_AFTER, start, j)
+            f_qty = fills.column(F_QTY_AFTER, start, j)
+            f_avg = fills.column(F_AVG_AFTER, start, j)
+            f_acc = fills.column(F_ACCRUED_AFTER, start, j)
             cash = _step(f_t, f_cash, self.cash, steps)
             accrued = _step(f_t, f_acc, self.accrued, steps)
         else:

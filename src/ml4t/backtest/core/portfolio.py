@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
+
+import numpy as np
 
 from .assets import round_to_lot
 from .trades import TradeTracker
@@ -26,6 +28,59 @@ _EPS = 1e-12
 L_TS, L_INDEX, L_ORDER, L_ASSET, L_QTY, L_PRICE, L_COMMISSION, L_SLIPPAGE, L_TAG = range(9)
 L_REALIZED, L_CODE, L_CASH_AFTER, L_QTY_AFTER, L_IMPACT, L_KIND, L_AVG_AFTER = range(9, 16)
 L_ACCRUED_AFTER, L_REASON, L_AMOUNT = 16, 17, 18
+
+
+_LEDGER_INTS = frozenset((L_TS, L_INDEX, L_ORDER, L_CODE))
+_LEDGER_OBJECTS = frozenset((L_ASSET, L_TAG, L_KIND, L_REASON))
+LEDGER_WIDTH = 19
+
+
+class Ledger:
+    """Fills and account events, column by column (``L_*`` indices; numbers in ``array``).
+
+    Rows are appended as tuples in the ``L_*`` layout (:meth:`append`) or as whole
+    columns (:meth:`extend_columns`); :meth:`column` returns one column (a numpy view for
+    numbers). Indexing and iteration give row tuples.
+    """
+
+    def __init__(self) -> None:
+        self.columns: list[Any] = [
+            array("q") if i in _LEDGER_INTS else [] if i in _LEDGER_OBJECTS else array("d")
+            for i in range(LEDGER_WIDTH)
+        ]
+        self._appenders = [c.append for c in self.columns]
+
+    def append(self, row: tuple[Any, ...]) -> None:
+        """Append one row (a tuple in the ``L_*`` layout)."""
+        for append, value in zip(self._appenders, row, strict=True):
+            append(value)
+
+    def extend_columns(self, columns: Sequence[Any]) -> None:
+        """Append many rows given as one sequence per column (``L_*`` order)."""
+        for col, values in zip(self.columns, columns, strict=True):
+            if isinstance(col, array) and isinstance(values, np.ndarray):
+                dtype = np.int64 if col.typecode == "q" else np.float64
+                col.frombytes(np.ascontiguousarray(values, dtype=dtype).tobytes())
+            else:
+                col.extend(values)
+
+    def column(self, index: int, start: int = 0, stop: int | None = None) -> Any:
+        """Return rows ``start:stop`` of column ``index``: a numpy copy for numbers, else a
+        list (a copy, so the ledger's buffers stay free to grow)."""
+        col = self.columns[index]
+        if isinstance(col, array):
+            dtype = np.int64 if col.typecode == "q" else np.float64
+            return np.frombuffer(col, dtype=dtype)[start:stop].copy()
+        return col[start:stop]
+
+    def __len__(self) -> int:
+        return len(self.columns[L_TS])
+
+    def __getitem__(self, j: int) -> tuple[Any, ...]:
+        return tuple(c[j] for c in self.columns)
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        return (self[j] for j in range(len(self)))
 
 
 class Portfolio:
@@ -83,7 +138,7 @@ class Portfolio:
             "borrow_fees": 0.0,
             "cash_in_lieu": 0.0,
         }
-        self.fills: list[tuple[Any, ...]] = []
+        self.fills = Ledger()
         self.trades = TradeTracker()
 
     # --- valuation ----------------------------------------------------------------------

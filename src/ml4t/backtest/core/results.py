@@ -196,24 +196,34 @@ def build_result(
                 "cumulative_return": equity / initial - 1.0,
             }
         )
-    fills = [f for f in pf.fills if f[14] == "fill"]
+    ledger = pf.fills
+    is_fill = np.asarray([k == "fill" for k in ledger.column(14)], dtype=bool)
+    fill_rows = np.flatnonzero(is_fill)
+
+    def col(i: int, rows: np.ndarray = fill_rows) -> Any:
+        values = ledger.column(i)
+        if isinstance(values, np.ndarray):
+            return values[rows]
+        return [values[r] for r in rows.tolist()]
+
+    signed = col(4)
     fills_df = pl.DataFrame(
         {
-            "timestamp": _dt([f[0] for f in fills], tz),
-            "order_id": pl.Series([f[2] for f in fills], dtype=pl.Int64),
-            "asset_id": pl.Series([f[3] for f in fills], dtype=pl.String),
-            "side": pl.Series(["buy" if f[4] > 0 else "sell" for f in fills], dtype=pl.String),
-            "quantity": pl.Series([abs(f[4]) for f in fills], dtype=pl.Float64),
-            "price": pl.Series([f[5] for f in fills], dtype=pl.Float64),
-            "commission": pl.Series([f[6] for f in fills], dtype=pl.Float64),
-            "slippage": pl.Series([f[7] for f in fills], dtype=pl.Float64),
-            "impact": pl.Series([f[13] for f in fills], dtype=pl.Float64),
-            "tag": pl.Series([f[8] for f in fills], dtype=pl.String),
-            "realized_pnl": pl.Series([f[9] for f in fills], dtype=pl.Float64),
-            "reason": pl.Series([f[17] for f in fills], dtype=pl.String),
+            "timestamp": _dt(col(0), tz),
+            "order_id": pl.Series(col(2), dtype=pl.Int64),
+            "asset_id": pl.Series(col(3), dtype=pl.String),
+            "side": pl.Series(np.where(signed > 0, "buy", "sell"), dtype=pl.String),
+            "quantity": pl.Series(np.abs(signed), dtype=pl.Float64),
+            "price": pl.Series(col(5), dtype=pl.Float64),
+            "commission": pl.Series(col(6), dtype=pl.Float64),
+            "slippage": pl.Series(col(7), dtype=pl.Float64),
+            "impact": pl.Series(col(13), dtype=pl.Float64),
+            "tag": pl.Series(col(8), dtype=pl.String),
+            "realized_pnl": pl.Series(col(9), dtype=pl.Float64),
+            "reason": pl.Series(col(17), dtype=pl.String),
         }
     ).with_columns((pl.col("quantity") * pl.col("price")).alias("value"))
-    account_df = _account_frame([f for f in pf.fills if f[14] != "fill"], tz)
+    account_df = _account_frame([ledger[r] for r in np.flatnonzero(~is_fill).tolist()], tz)
     log = broker.order_log
     orders_df = pl.DataFrame(
         {

@@ -302,28 +302,28 @@ class _Books:
                 f"{price:,.4f}, have {cash:,.2f}"
             )
             reasons[f] = f"resized from {requested:g} to {abs(signed):g}: {why}"
-        pf.fills.extend(
-            zip(
-                ts.tolist(),
-                fi[:, 0].tolist(),
-                oids,
+        m = fi.shape[0]
+        pf.fills.extend_columns(
+            (
+                ts,
+                fi[:, 0],
+                fi[:, 3],
                 [ids[c] for c in fi[:, 2].tolist()],
-                ff[:, 0].tolist(),
-                ff[:, 1].tolist(),
-                ff[:, 2].tolist(),
-                ff[:, 3].tolist(),
+                ff[:, 0],
+                ff[:, 1],
+                ff[:, 2],
+                ff[:, 3],
                 [_TAGS[t] for t in tags.tolist()],
-                ff[:, K.FF_REALIZED].tolist(),
-                fi[:, 2].tolist(),
-                ff[:, K.FF_CASH_AFTER].tolist(),
-                ff[:, K.FF_QTY_AFTER].tolist(),
-                [0.0] * fi.shape[0],
-                ["fill"] * fi.shape[0],
-                ff[:, K.FF_AVG_AFTER].tolist(),
-                [0.0] * fi.shape[0],
+                ff[:, K.FF_REALIZED],
+                fi[:, 2],
+                ff[:, K.FF_CASH_AFTER],
+                ff[:, K.FF_QTY_AFTER],
+                np.zeros(m),
+                ["fill"] * m,
+                ff[:, K.FF_AVG_AFTER],
+                np.zeros(m),
                 reasons,
-                [0.0] * fi.shape[0],
-                strict=True,
+                np.zeros(m),
             )
         )
         realized = pf.realized
