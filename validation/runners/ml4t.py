@@ -1,35 +1,69 @@
-"""Run a scenario through ml4t.backtest with a framework's preset.
+"""Run a scenario through ml4t.backtest with a framework's preset, in one of four modes.
 
-The strategy below implements the neutral semantics of :mod:`validation.scenario` with the
-public API only (``Strategy`` helpers, ``SimulationBroker.preset``). Two modes run the same
-strategy: ``"strategy"`` builds the broker in Python, ``"config"`` builds the whole engine
-from a config mapping (``execution.preset``) the way ``ml4t-backtest run`` does; the harness
-requires them to agree. The batch and declarative modes join here when they exist.
+The strategies below implement the neutral semantics of :mod:`validation.scenario` with the
+public API only (``Strategy`` helpers, ``SimulationBroker.preset``). The harness requires
+the four modes to agree exactly:
+
+``"strategy"``
+    a per-bar :class:`~ml4t.backtest.Strategy`, broker built in Python;
+``"config"``
+    the same strategy, the whole engine built from a config mapping (``execution.preset``)
+    the way ``ml4t-backtest run`` does;
+``"batch"``
+    a :class:`~ml4t.backtest.BatchStrategy` doing per timestamp what the per-bar strategy
+    does per bar (the same orders in the same order: rows in asset order);
+``"declarative"``
+    a :class:`~ml4t.backtest.SignalStrategy` built from the scenario's signals, sizing and
+    exits, run in the Numba kernel when the broker allows (``result.metadata["mode"]``
+    says ``"compiled"`` or ``"event"``). :func:`declarative_problem` says why a scenario
+    cannot be declared (explicit orders, shorts, target weights, ...); :func:`run` then
+    raises :class:`~validation.scenario.Unsupported`.
 """
 
 from __future__ import annotations
 
 import math
 import tempfile
+import warnings
+from collections.abc import Iterable, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 
 from ml4t.backtest import (
     BacktestEngine,
     BacktestResult,
+    BatchStrategy,
+    FixedSizer,
+    KernelFallbackWarning,
+    PercentSizer,
     PolarsDataFeed,
+    Rule,
+    SignalStrategy,
     SimulationBroker,
     Strategy,
 )
 from ml4t.backtest.config import BacktestConfig, engine_from_config
 
-from ..scenario import Costs, Fill, Orders, RunResult, Scenario, Signals, TargetWeights
+from ..scenario import (
+    Costs,
+    Fill,
+    Orders,
+    RunResult,
+    Scenario,
+    Signals,
+    TargetWeights,
+    Unsupported,
+)
 
-__all__ = ["MODES", "broker_settings", "run"]
+__all__ = ["MODES", "broker_settings", "declarative_problem", "run"]
 
-MODES = ("strategy", "config")
+MODES = ("strategy", "config", "batch", "declarative")
+#: signal columns the declarative mode adds to the feed (1.0 where the scenario signals)
+ENTRY, EXIT = "scenario_entry", "scenario_exit"
 
 
 def _commission(costs: Costs) -> dict[str, Any] | str:
@@ -103,34 +137,31 @@ def all_in_quantity(cash: float, price: float, costs: Costs, integer: bool) -> f
     return float(math.floor(q + 1e-9)) if integer else q
 
 
-class ScenarioStrategy(Strategy):
-    """Place the scenario's orders (see :mod:`validation.scenario` for the semantics)."""
+class _Program:
+    """The scenario's decisions for one timestamp, placed through a strategy's helpers.
+
+    Shared by the per-bar and the batch strategy so both place the same orders in the same
+    order; ``rows`` yields ``(column, asset, close)`` in asset order.
+    """
 
     def __init__(self, scenario: Scenario) -> None:
-        super().__init__()
         self.scenario = scenario
         self.index = scenario.bars.row_of
         self.program = scenario.compiled
-        self.seen = -1
         self.orders_by_bar: dict[int, list[Any]] = {}
         if isinstance(self.program, Orders):
             for spec in self.program.orders:
                 self.orders_by_bar.setdefault(spec.bar, []).append(spec)
 
-    def on_market_data(self, event: Any, context: Any) -> None:
-        t = self.index[event.timestamp.replace(tzinfo=None)]
-        if t == self.seen:
-            return
-        self.seen = t
+    def step(self, s: Strategy, t: int, rows: Iterable[tuple[int, str, float]]) -> None:
         prog = self.program
         if isinstance(prog, Signals):
-            self._signals(prog, t)
+            self._signals(s, prog, t, rows)
         elif isinstance(prog, TargetWeights):
             row = prog.weights[t]
             if not np.isnan(row).all():
-                names = self.scenario.bars.assets
-                self.rebalance_to_weights(
-                    {a: float(np.nan_to_num(w)) for a, w in zip(names, row, strict=True)}
+                s.rebalance_to_weights(
+                    {a: float(np.nan_to_num(row[j])) for j, a, _ in rows},
                 )
         else:
             for spec in self.orders_by_bar.get(t, ()):
@@ -140,33 +171,119 @@ class ScenarioStrategy(Strategy):
                 elif spec.kind == "stop":
                     kw["stop_price"] = spec.price
                 if spec.quantity > 0:
-                    self.buy(spec.asset, spec.quantity, **kw)
+                    s.buy(spec.asset, spec.quantity, **kw)
                 else:
-                    self.sell(spec.asset, -spec.quantity, **kw)
+                    s.sell(spec.asset, -spec.quantity, **kw)
 
-    def _size(self, asset: str, j: int, t: int) -> float:
+    def _size(self, s: Strategy, close: float) -> float:
         sz = self.scenario.sizing
-        close = float(self.scenario.bars.close[t, j])
         if sz.kind == "fixed":
             q = sz.value
         elif sz.kind == "percent_equity":
-            q = sz.value * self.get_equity() / close
+            q = sz.value * s.get_equity() / close
         else:
-            return all_in_quantity(self.get_cash(), close, self.scenario.costs, sz.integer)
+            return all_in_quantity(s.get_cash(), close, self.scenario.costs, sz.integer)
         return float(math.floor(q + 1e-9)) if sz.integer else float(q)
 
-    def _signals(self, prog: Signals, t: int) -> None:
+    def _signals(
+        self, s: Strategy, prog: Signals, t: int, rows: Iterable[tuple[int, str, float]]
+    ) -> None:
         short = self.scenario.direction == "long_short"
-        for j, asset in enumerate(self.scenario.bars.assets):
-            pos = self.get_position(asset)
+        for j, asset, close in rows:
+            pos = s.get_position(asset)
             closes_short = short and prog.short_exits is not None and prog.short_exits[t, j]
             if (pos > 0 and prog.exits[t, j]) or (pos < 0 and closes_short):
-                self.order_target_quantity(asset, 0.0)
+                s.order_target_quantity(asset, 0.0)
                 pos = 0.0
             if prog.entries[t, j] and pos <= 0 and (pos == 0 or short):
-                self.order_target_quantity(asset, self._size(asset, j, t))
+                s.order_target_quantity(asset, self._size(s, close))
             elif short and prog.short_entries is not None and prog.short_entries[t, j] and pos >= 0:
-                self.order_target_quantity(asset, -self._size(asset, j, t))
+                s.order_target_quantity(asset, -self._size(s, close))
+
+
+class ScenarioStrategy(Strategy):
+    """Place the scenario's orders bar by bar (see :mod:`validation.scenario`)."""
+
+    def __init__(self, scenario: Scenario) -> None:
+        super().__init__()
+        self.plan = _Program(scenario)
+        self.seen = -1
+
+    def on_market_data(self, event: Any, context: Any) -> None:
+        t = self.plan.index[event.timestamp.replace(tzinfo=None)]
+        if t == self.seen:
+            return
+        self.seen = t
+        bars = self.plan.scenario.bars
+        rows = ((j, a, float(bars.close[t, j])) for j, a in enumerate(bars.assets))
+        self.plan.step(self, t, rows)
+
+
+class BatchScenarioStrategy(BatchStrategy):
+    """Place the scenario's orders once per timestamp from the batch's rows."""
+
+    def __init__(self, scenario: Scenario) -> None:
+        super().__init__()
+        self.plan = _Program(scenario)
+
+    def on_timestamp(self, timestamp: datetime, asset_batch: pl.DataFrame, context: Any) -> None:
+        t = self.plan.index[timestamp.replace(tzinfo=None)]
+        column = self.plan.scenario.bars.column
+        view = self.batch
+        closes = view["close"].tolist()
+        rows = [(column(a), a, c) for a, c in zip(view.asset_ids, closes, strict=True)]
+        self.plan.step(self, t, rows)
+
+
+def declarative_problem(scenario: Scenario) -> str | None:
+    """Return why ``scenario`` cannot be a :class:`SignalStrategy`, or None if it can."""
+    prog = scenario.compiled
+    if isinstance(prog, Orders):
+        return "explicit orders (market/limit/stop at given bars) are not entry/exit rules"
+    if isinstance(prog, TargetWeights):
+        return (
+            "target weights rebalanced on chosen bars: TopKSizer holds 1/k of equity each "
+            "and rebalances every timestamp"
+        )
+    if scenario.direction != "long_only":
+        return "short positions: SignalStrategy entries only buy"
+    if (prog.entries & prog.exits).any():
+        return "an entry and an exit on the same bar (SignalStrategy does not re-enter)"
+    sz = scenario.sizing
+    if sz.kind == "all_in":
+        return (
+            "all-in sizing deducts the commission from the quantity; PercentSizer sizes "
+            "cash / close"
+        )
+    if sz.kind == "percent_equity" and len(scenario.bars.assets) > 1:
+        return "percent of equity with several assets: PercentSizer takes a fraction of cash"
+    return None
+
+
+def declarative_strategy(scenario: Scenario) -> SignalStrategy:
+    """Build the :class:`SignalStrategy` equivalent to ``scenario`` (see the problems)."""
+    problem = declarative_problem(scenario)
+    if problem is not None:
+        raise Unsupported(problem)
+    sz = scenario.sizing
+    # a single asset entered while flat: cash == equity, so a fraction of cash is the
+    # scenario's fraction of equity
+    sizer = FixedSizer(sz.value) if sz.kind == "fixed" else PercentSizer(sz.value)
+    ex = scenario.exits
+    exits = [
+        make(v)
+        for make, v in (
+            (Rule.stop_loss, ex.stop_loss),
+            (Rule.take_profit, ex.take_profit),
+            (Rule.trailing_stop, ex.trailing_stop),
+        )
+        if v is not None
+    ]
+    return SignalStrategy(
+        entry_rules=[Rule.signal_above(ENTRY, 0.5), Rule.not_in_position()],
+        exit_rules=[Rule.signal_above(EXIT, 0.5), *exits],
+        position_sizer=sizer,
+    )
 
 
 def _result(res: BacktestResult, scenario: Scenario, preset: str) -> RunResult:
@@ -192,7 +309,33 @@ def _result(res: BacktestResult, scenario: Scenario, preset: str) -> RunResult:
     )
 
 
-def run(scenario: Scenario, preset: str, mode: str = "strategy") -> RunResult:
+def _run_declarative(scenario: Scenario, preset: str, settings: dict[str, Any]) -> RunResult:
+    strategy = declarative_strategy(scenario)
+    prog = scenario.compiled
+    assert isinstance(prog, Signals)
+    settings.pop("exits", None)  # the strategy's exit rules install them
+    frame = scenario.bars.polars_long().with_columns(
+        pl.Series(ENTRY, prog.entries.ravel().astype(float)),
+        pl.Series(EXIT, prog.exits.ravel().astype(float)),
+    )
+    broker = SimulationBroker.preset(preset, scenario.initial_cash, **settings)
+    feed = PolarsDataFeed(frame, signal_columns=[ENTRY, EXIT])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", KernelFallbackWarning)  # reported in the metadata
+        res = BacktestEngine(feed, strategy, broker).run()
+    out = _result(res, scenario, preset)
+    meta = res.metadata
+    mode = str(meta.get("mode"))
+    out.notes.append(mode if mode == "compiled" else f"{mode}: {meta.get('fallback_reason')}")
+    return out
+
+
+def run(
+    scenario: Scenario,
+    preset: str,
+    mode: str = "strategy",
+    overrides: Mapping[str, Any] | None = None,
+) -> RunResult:
     """Run ``scenario`` through ml4t.backtest with ``preset`` in ``mode``.
 
     Parameters
@@ -201,18 +344,34 @@ def run(scenario: Scenario, preset: str, mode: str = "strategy") -> RunResult:
         What to run.
     preset : {"vectorbt", "backtrader", "zipline"}
         The framework whose conventions to reproduce.
-    mode : {"strategy", "config"}
-        Build the broker in Python, or the engine from a config mapping.
+    mode : {"strategy", "config", "batch", "declarative"}
+        Per-bar strategy with the broker built in Python, the same strategy with the
+        engine built from a config mapping, the batch strategy, or the declarative
+        :class:`SignalStrategy` (its :class:`RunResult` notes say ``"compiled"`` or
+        ``"event: <why not compiled>"``).
+    overrides : mapping, optional
+        Broker settings applied on top of the preset and the scenario's settings (the
+        harness sets ``account="cash"`` to reach the kernel).
+
+    Raises
+    ------
+    Unsupported
+        In the declarative mode, when the scenario cannot be declared as rules.
     """
+    if mode not in MODES:
+        raise ValueError(f"mode: unknown mode {mode!r}; choose one of {MODES}")
     settings = broker_settings(scenario, preset)
-    strategy = ScenarioStrategy(scenario)
+    settings.update(overrides or {})
+    if mode == "declarative":
+        return _run_declarative(scenario, preset, settings)
     frame = scenario.bars.polars_long()
-    if mode == "strategy":
+    if mode in ("strategy", "batch"):
+        strategy: Strategy = (
+            ScenarioStrategy(scenario) if mode == "strategy" else BatchScenarioStrategy(scenario)
+        )
         broker = SimulationBroker.preset(preset, scenario.initial_cash, **settings)
         engine = BacktestEngine(PolarsDataFeed(frame), strategy, broker)
         return _result(engine.run(), scenario, preset)
-    if mode != "config":
-        raise ValueError(f"mode: unknown mode {mode!r}; choose one of {MODES}")
     with tempfile.TemporaryDirectory(prefix="ml4t-validate-") as tmp:
         path = Path(tmp) / "bars.parquet"
         frame.write_parquet(path)
@@ -227,5 +386,5 @@ def run(scenario: Scenario, preset: str, mode: str = "strategy") -> RunResult:
                 "base_dir": tmp,
             }
         )
-        engine = engine_from_config(cfg, strategy=strategy)
+        engine = engine_from_config(cfg, strategy=ScenarioStrategy(scenario))
         return _result(engine.run(), scenario, preset)
