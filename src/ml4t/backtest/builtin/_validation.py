@@ -31,6 +31,19 @@ def _duplicated(df: pl.DataFrame) -> pl.Expr:
     return (step == 0) | (step.shift(-1) == 0)
 
 
+def _maybe_duplicated(df: pl.DataFrame) -> pl.Expr:
+    """Cheap screen for repeated keys in a frame sorted by timestamp: adjacent rows only.
+
+    True when a timestamp repeats with the same asset, or its assets are not in ascending
+    order (where a repeat need not be adjacent); the exact check (:func:`_duplicated`,
+    a hash over every key) then runs only for such frames.
+    """
+    same = pl.col(TS).diff() == 0
+    if ASSET not in df.columns:
+        return same.any()
+    return (same & (pl.col(ASSET) <= pl.col(ASSET).shift(1))).any()
+
+
 def first_row_where(df: pl.DataFrame, cond: pl.Expr) -> dict[str, object] | None:
     """Return the first row (as a dict) where ``cond`` holds, or ``None``."""
     hit = df.filter(cond).head(1)
@@ -63,7 +76,7 @@ def _any_problem(df: pl.DataFrame, value_columns: list[str]) -> bool:
         ),
         *(pl.col(c).is_infinite().any() for c in value_columns),
         (pl.col(TS).diff() < 0).any(),
-        _duplicated(df).any(),
+        _maybe_duplicated(df),
     ]
     flags = df.select(pl.any_horizontal(checks).alias("bad"))
     return bool(flags["bad"][0])

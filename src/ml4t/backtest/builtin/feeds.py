@@ -29,7 +29,7 @@ from ..core.data import (
 from ..errors import DataValidationError
 from ..hookspecs import hookimpl
 from ..io import FeedSource, read_ohlcv_csv, to_polars
-from ._validation import ASSET, ROW, TS, check_order, first_row_where, validate_rows
+from ._validation import ASSET, ROW, TS, validate_rows, where
 from .signal_data import SignalData, read_signal_data
 
 if TYPE_CHECKING:
@@ -207,6 +207,7 @@ class PolarsDataFeed:
         #: (end of the last window loaded, source rows before it)
         self._next_load: tuple[int, int] | None = None
         self._has_asset_col = asset_col is not None
+        self._asset_col = asset_col
         self._single_asset = asset_id
         row_bytes = 8 * (len(PRICE_COLUMNS) + len(self._value_cols)) + 8 + 4
         #: the duration part of ``chunk_size`` (read by the clock), or None
@@ -273,26 +274,83 @@ class PolarsDataFeed:
         self._cols = {c: _f64(df[c]) for c in (*PRICE_COLUMNS, *self._value_cols)}
 
     def _scan_lazy(self) -> None:
-        keys = [TS, ASSET] if self._has_asset_col else [TS]
+        """Read only the keys (timestamp, asset code) of every row, and check them.
+
+        The asset ids come from one streaming ``unique``; the keys are then read as an
+        int64 timestamp and a uint32 code per row (12 bytes), and sortedness, nulls and
+        duplicates are checked with numpy. Nothing else of the data is read here.
+        """
+        src = self._source
+        ts_expr = self._exprs[0]
         try:
-            df_keys = self._frame.select(pl.col(ROW), *(pl.col(k) for k in keys)).collect()
+            if self._asset_col is not None:
+                names = src.select(pl.col(self._asset_col).cast(pl.String).unique())
+                found = names.collect(engine="streaming").to_series()
+                self.asset_ids: tuple[str, ...] = tuple(
+                    sorted(a for a in found.to_list() if a is not None)
+                )
+                enum = pl.Enum(list(self.asset_ids))
+                code = pl.col(self._asset_col).cast(pl.String).cast(enum).to_physical()
+                keys = src.select(ts_expr, code.alias(ASSET)).collect(engine="streaming")
+            else:
+                self.asset_ids = (str(self._single_asset),)
+                keys = src.select(ts_expr).collect(engine="streaming")
         except pl.exceptions.PolarsError as exc:
             raise DataValidationError(f"{self.name}: cannot read the data: {exc}") from exc
-        row = first_row_where(df_keys, pl.col(TS).is_null())
-        if row is not None:
+        if keys[TS].null_count():
+            row = int(keys[TS].is_null().arg_true()[0])
             raise DataValidationError(
-                f"{self.name}: column 'timestamp' has a null value at row {row[ROW]}"
+                f"{self.name}: column 'timestamp' has a null value at row {row}"
             )
-        check_order(df_keys, self.name, self.timezone)
-        self._set_assets(df_keys)
-        ts = df_keys[TS]
-        self._bounds = (int(ts.min()), int(ts.max())) if len(ts) else (0, -1)  # type: ignore[arg-type]
+        if self._has_asset_col and keys[ASSET].null_count():
+            row = int(keys[ASSET].is_null().arg_true()[0])
+            raise DataValidationError(
+                f"{self.name}: column 'asset_id' has a null value at row {row}"
+            )
+        ts = keys[TS].to_numpy()
+        codes = keys[ASSET].to_numpy() if self._has_asset_col else None
+        self._check_keys(ts, codes)
+        self._bounds = (int(ts[0]), int(ts[-1])) if ts.shape[0] else (0, -1)
         if self.chunk_rows is not None:  # keep rows per timestamp, not every key
-            self._key_counts = _timestamp_counts(ts.to_numpy())
+            self._key_counts = _timestamp_counts(ts)
+
+    def _check_keys(self, ts: np.ndarray, codes: np.ndarray | None) -> None:
+        """Raise on decreasing timestamps or a repeated (timestamp, asset) pair."""
+        has_asset = codes is not None
+
+        def at(i: int) -> str:
+            row: dict[str, object] = {ROW: i, TS: int(ts[i])}
+            if codes is not None:
+                row[ASSET] = self.asset_ids[int(codes[i])]
+            return where(row, has_asset, self.timezone)
+
+        down = np.flatnonzero(ts[1:] < ts[:-1])
+        if down.shape[0]:
+            raise DataValidationError(
+                f"{self.name}: column 'timestamp' is not sorted ascending: {at(int(down[0]) + 1)} "
+                "comes after a later timestamp; sort the data by timestamp first"
+            )
+        same = ts[1:] == ts[:-1]
+        what = "(timestamp, asset) pair" if has_asset else "timestamp"
+        if codes is None:
+            dup = np.flatnonzero(same)
+        elif (same & (codes[1:] < codes[:-1])).any():  # assets unordered within a timestamp
+            order = np.lexsort((codes, ts))
+            s_ts, s_codes = ts[order], codes[order]
+            pair = np.flatnonzero((s_ts[1:] == s_ts[:-1]) & (s_codes[1:] == s_codes[:-1]))
+            rows = np.concatenate((order[pair], order[pair + 1]))
+            dup = rows[:1] if not rows.shape[0] else np.array([rows.min()])
+        else:
+            dup = np.flatnonzero(same & (codes[1:] == codes[:-1]))
+        if dup.shape[0]:
+            raise DataValidationError(
+                f"{self.name}: duplicate {what} at {at(int(dup[0]))}; each asset may have one "
+                "bar per timestamp"
+            )
 
     def _set_assets(self, df: pl.DataFrame) -> None:
-        if self._has_asset_col:
-            self.asset_ids: tuple[str, ...] = tuple(sorted(df[ASSET].unique().to_list()))
+        if self._has_asset_col:  # in-memory frames (lazy sources: _scan_lazy)
+            self.asset_ids = tuple(sorted(df[ASSET].unique().to_list()))
         else:
             self.asset_ids = (str(self._single_asset),)
 
