@@ -19,6 +19,7 @@ from ..core.assets import round_price, round_to_lot
 from ..core.data import PRICE_COLUMNS, Chunk
 from ..core.events import FillEvent
 from ..core.orders import Order, OrderStatus, OrderType, TimeInForce
+from ..kernel_cache import drop_stale_cache
 from ..kernels.fills import ST_BAD_PRICE, ST_NO_CASH, ST_RESIZED, ST_SHORT, market_batch_nb
 from .accounts import qty_for_abs_cap
 from .matching import bar_path, match_order
@@ -40,6 +41,8 @@ _AT_OPEN_ONLY = (OrderType.MARKET_ON_OPEN,)
 _STOPS = (OrderType.STOP, OrderType.TRAILING_STOP)
 #: position exits that fill at a level (``exit_slippage=False`` leaves them unslipped)
 _PRICED_EXITS = ("stop_loss", "take_profit", "trailing_stop")
+drop_stale_cache()  # before any kernel compiles (see ml4t.backtest.kernel_cache)
+
 #: market orders matched together through the batch kernel from this many on
 _KERNEL_BATCH = 8
 

@@ -353,10 +353,11 @@ class _Books:
             for name in self.engine.context.names:
                 cols[prefix + name] = [s[1].get(name, nan) for s in snaps]
         self.pf.trades.bulk.append(cols)
-        for o in ci[:, K.CI_ENTRY_OID].tolist():
-            self.snap.pop(o, None)
-        for o in ci[:, K.CI_EXIT_OID].tolist():
-            self.snap.pop(o, None)
+        st = self.state
+        still_open = set(st.tr_i[st.tr_i[:, K.TI_OPEN] == 1, K.TI_ENTRY_OID].tolist())
+        for o in (*ci[:, K.CI_ENTRY_OID].tolist(), *ci[:, K.CI_EXIT_OID].tolist()):
+            if o not in still_open:  # a flip's fill also opened the trade now running
+                self.snap.pop(o, None)
 
     def carry(self, block: Block, k0: int) -> None:
         """Snapshot orders still working at the end of a block (their rows expire)."""

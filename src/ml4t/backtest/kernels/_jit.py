@@ -1,4 +1,8 @@
-"""The one numba decorator every kernel uses (options change here, in one place)."""
+"""The one numba decorator every kernel uses (options change here, in one place).
+
+Stale on-disk caches across kernel modules are handled by
+:mod:`ml4t.backtest.kernel_cache` (numba checks only the compiled function's own file).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from typing import Any, TypeVar
 import numba
 
 __all__ = ["jit", "jit_inline"]
+
 
 F = TypeVar("F", bound=Callable[..., Any])
 

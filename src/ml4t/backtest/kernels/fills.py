@@ -105,6 +105,8 @@ def fill_terms_nb(
         cost = quantity * price * 1.0 + commission
         if cost > cash + _EPS * max(1.0, abs(cash)):
             allowed = affordable_nb(price * 1.0, cash, lot, ck, cp)
+            if allowed + _EPS * max(1.0, quantity) >= quantity:  # within tolerance: in full
+                return ST_FILLED, quantity, price, slipped, commission, 0.0
             new_q = round_lot_nb(allowed if allowed > 0.0 else 0.0, lot)
             if new_q <= _DUST * quantity:
                 new_q = 0.0
