@@ -32,12 +32,15 @@ class BatchView:
     """numpy access to the rows of the current timestamp.
 
     ``view["close"]`` is a read-only float64 view of the column for the rows in
-    ``asset_batch`` (same order); ``asset_ids`` and ``codes`` name the rows' assets.
+    ``asset_batch`` (same order); ``asset_ids`` and ``codes`` name the rows' assets and
+    ``positions`` gives the quantity held of each (for masks such as ``positions > 0``).
     """
 
-    __slots__ = ("_arrays", "_ids", "_r0", "_r1", "codes")
+    __slots__ = ("_arrays", "_ids", "_qty", "_r0", "_r1", "codes")
 
-    def __init__(self) -> None:
+    def __init__(self, quantities: np.ndarray | None = None) -> None:
+        #: positions by asset code: a view of the portfolio's quantity buffer
+        self._qty: np.ndarray = np.zeros(0) if quantities is None else quantities
         self._arrays: dict[str, np.ndarray] = {}
         self._ids: np.ndarray = np.empty(0, dtype=object)
         self._r0 = self._r1 = 0
@@ -62,6 +65,12 @@ class BatchView:
         """Asset id of each row, in row order."""
         ids: list[str] = self._ids[self.codes].tolist()
         return ids
+
+    @property
+    def positions(self) -> np.ndarray:
+        """Signed quantity held of each row's asset (a new array, 0.0 when flat)."""
+        held: np.ndarray = self._qty[self.codes]
+        return held
 
     @property
     def columns(self) -> list[str]:

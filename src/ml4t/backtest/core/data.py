@@ -216,10 +216,12 @@ def merge_raw_blocks(parts: Sequence[RawBlock], column_names: Sequence[str]) -> 
         order = np.lexsort((code, ts))
         ts, code = ts[order], code[order]
         cols = {c: np.concatenate([_col(p, c) for p in parts])[order] for c in column_names}
-    uniq, starts = np.unique(ts, return_index=True)
-    offsets = np.empty(uniq.shape[0] + 1, dtype=np.int64)
+    # ts is sorted here: a timestamp starts wherever it differs from the previous row
+    starts = np.flatnonzero(np.concatenate(([True], ts[1:] != ts[:-1])))
+    offsets = np.empty(starts.shape[0] + 1, dtype=np.int64)
     offsets[:-1] = starts
     offsets[-1] = ts.shape[0]
+    uniq = ts[starts]
     return Block(uniq.astype(np.int64), offsets, code.astype(np.int32, copy=False), cols)
 
 

@@ -376,7 +376,9 @@ class BacktestEngine:
         if pm.has_impls("ml4t_run_start"):
             pm.call_hook("ml4t_run_start", engine=self)
         if self._batch:
-            strategy._batch_view = BatchView()  # type: ignore[attr-defined]
+            strategy._batch_view = BatchView(  # type: ignore[attr-defined]
+                np.frombuffer(broker.portfolio.qty, dtype=np.float64)
+            )
             self._batch_names = (*clock.signal_names, *clock.indicator_names)
         try:
             strategy._bind(self)

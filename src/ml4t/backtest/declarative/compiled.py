@@ -362,11 +362,22 @@ class _Books:
     def carry(self, block: Block, k0: int) -> None:
         """Snapshot orders still working at the end of a block (their rows expire)."""
         st = self.state
+        engine = self.engine
         for j in range(int(st.st_i[K.S_PENDING])):
             oid = int(st.p_id[j])
-            if oid not in self.carried:
+            row = int(st.p_row[j])
+            if oid in self.carried:
+                pass
+            elif row >= 0:  # decided on a row of this block: read it there
+                signals = {k: float(block.cols[k][row]) for k in self.names}
+                context: dict[str, float] = {}
+                if self.has_context:
+                    decided = int(block.ts[int(st.p_k[j]) - k0])
+                    context = dict(engine.context.as_of(decided))
+                self.carried[oid] = (signals, context)
+            else:
                 self.carried[oid] = _late_snapshot(
-                    self.engine, int(st.p_code[j]), int(st.p_k[j]), k0, block
+                    engine, int(st.p_code[j]), int(st.p_k[j]), k0, block
                 )
             st.p_row[j] = -1
         self.engine.clock.override_ns = -1
