@@ -1,14 +1,17 @@
-"""Benchmark runner: workload W1 through ml4t.backtest, VectorBT and Backtrader.
+"""Benchmark runner: workloads W1-W3 through ml4t.backtest's modes, VectorBT and Backtrader.
 
 Run from the repository root::
 
-    python -m benchmarks.run                       # defaults: 1,000,000 bars, all three
-    python -m benchmarks.run --bars 200000 --frameworks ml4t,vectorbt --json out.json
+    python -m benchmarks.run                          # W1, W2, W3, every mode (~10 min)
+    python -m benchmarks.run --quick                  # small sizes: a smoke test (~1 min)
+    python -m benchmarks.run --workloads w2 --modes batch,signal --frameworks ml4t,vectorbt
 
-Each framework runs in a fresh subprocess (``--worker NAME``), pinned to one CPU with
+The data of each workload is generated once (untimed) into a temporary directory. Each
+runner (an ml4t mode, VectorBT, Backtrader) then runs in a fresh subprocess with
 single-threaded polars/numba/BLAS, so wall time and peak memory are its own. The parent
-collects one JSON line per worker, prints a table, the throughput ratios and whether the
-500,000 bars/s target is met. See ``benchmarks/README.md`` for what each column means.
+prints one table with throughput, wall time, peak RSS, the ratios to VectorBT and
+Backtrader and the issue's targets, then the cross-framework sanity check and the numba
+compile-time probe. See ``benchmarks/README.md`` for what each column means.
 """
 
 from __future__ import annotations
@@ -18,18 +21,21 @@ import gc
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-TARGET_BARS_PER_S = 500_000
+from .report import cpu_model, loadavg, print_report
+
 RESULT_PREFIX = "BENCHMARK_RESULT "
 DEFAULT_FRAMEWORKS = "ml4t,vectorbt,backtrader"
 KNOWN_FRAMEWORKS = ("ml4t", "vectorbt", "backtrader", "loop")
-WARMUP_BARS = 2_000
+KNOWN_MODES = ("bar", "batch", "signal")
 _ROOT = Path(__file__).resolve().parent.parent
 _THREAD_ENV = {
     "POLARS_MAX_THREADS": "1",
@@ -73,16 +79,13 @@ def _reset_peak_rss() -> bool:
 
 
 # --- worker -----------------------------------------------------------------------------
-def _pin(cpu: int | None) -> int | None:
-    if cpu is None or not hasattr(os, "sched_setaffinity"):
-        return None
-    os.sched_setaffinity(0, {cpu})
-    return cpu
+def _size(text: str) -> tuple[int, int]:
+    a, p = text.split("x")
+    return int(a), int(p)
 
 
-def _cpu_seconds() -> float:
-    """User + system CPU time of this process, all threads (ns clock, not 10 ms ticks)."""
-    return time.process_time()
+def _shape(size: tuple[int, int]) -> str:
+    return f"{size[0]:,} x {size[1]:,}"
 
 
 def _import_framework(name: str) -> None:
@@ -101,412 +104,331 @@ def _import_framework(name: str) -> None:
 
 
 def worker(args: argparse.Namespace) -> dict[str, Any]:
-    """Run one framework (in this process) and return its measurements."""
-    cpu = _pin(args.pin)
-    _import_framework(args.worker)
-    from benchmarks.workloads import FRAMEWORKS, generate_bars, slice_bars
+    """Run one runner of one workload in this process and return its measurements."""
+    from .workloads import WORKLOADS
 
-    fw = FRAMEWORKS[args.worker]
-    t_gen = time.perf_counter()
-    data = generate_bars(args.data_bars)
-    t_gen = time.perf_counter() - t_gen
-    bars = args.bars
-    work = fw.prepare(slice_bars(data, bars))
+    wl = WORKLOADS[args.workload]
+    runner = wl.runners[args.worker]
+    _import_framework(runner.framework)
+    data_dir = Path(args.data_dir)
+    size = _size(args.size)
+    bars = size[0] * size[1]
 
-    # Warm-up on a tiny input: first-call costs (numba JIT in vectorbt, lazy imports and
-    # caches anywhere) are excluded from the timed runs.
-    t_warm = time.perf_counter()
-    fw.execute(fw.prepare(slice_bars(data, min(WARMUP_BARS, bars))))
-    t_warm = time.perf_counter() - t_warm
+    t_warm = 0.0
+    if not args.probe:  # warm-up: first-call costs (numba JIT, lazy imports) not timed
+        t_warm = time.perf_counter()
+        runner.execute(runner.prepare(data_dir, _size(args.warmup_size)))
+        t_warm = time.perf_counter() - t_warm
+    work = runner.prepare(data_dir, size)
 
     walls: list[float] = []
     cpus: list[float] = []
-    mems: list[float] = []
+    peaks: list[float] = []
+    deltas: list[float] = []
     phases: list[dict[str, float]] = []
-    outcome = None
+    outcome: dict[str, Any] | None = None
+    metadata: dict[str, Any] = {}
     hwm_resettable = True
-    trimmed = True
+    spent = 0.0
     for k in range(args.repeat):
+        if k and spent >= args.budget:
+            break  # enough: the median of the runs done so far
         gc.collect()
-        trimmed = _trim_heap() and trimmed
+        _trim_heap()
         hwm_resettable = _reset_peak_rss() and hwm_resettable
         rss0 = _status_kib("VmRSS")
-        c0 = _cpu_seconds()
+        c0 = time.process_time()
         t0 = time.perf_counter()
-        raw, ph = fw.execute(work)
+        raw, ph = runner.execute(work)
         wall = time.perf_counter() - t0
-        cpus.append(_cpu_seconds() - c0)
+        cpus.append(time.process_time() - c0)
         hwm = _status_kib("VmHWM")
         walls.append(wall)
+        spent += wall
         phases.append(ph)
         if rss0 is not None and hwm is not None:
-            mems.append((hwm - rss0) / 1024.0)
+            peaks.append(hwm / 1024.0)
+            deltas.append((hwm - rss0) / 1024.0)
         if k == 0:
-            outcome = fw.outcome(raw)
+            outcome = runner.outcome(raw).as_dict()
+            metadata = runner.metadata(raw)
         del raw
     assert outcome is not None
 
-    tracemalloc_mib = None
-    if args.tracemalloc:
-        import tracemalloc
-
-        gc.collect()
-        tracemalloc.start()
-        raw, _ = fw.execute(work)
-        tracemalloc_mib = tracemalloc.get_traced_memory()[1] / 2**20
-        tracemalloc.stop()
-        del raw
-
     check = None
-    if args.check_bars and args.check_bars != bars:
-        raw, _ = fw.execute(fw.prepare(slice_bars(data, args.check_bars)))
-        check = {"bars": args.check_bars, **fw.outcome(raw).as_dict()}
+    if args.check_size and args.check_size != args.size:
+        raw, _ = runner.execute(runner.prepare(data_dir, _size(args.check_size)))
+        check = {"size": args.check_size, **runner.outcome(raw).as_dict()}
         del raw
 
     best = min(walls)
+    median = statistics.median(walls)
     best_i = walls.index(best)
     return {
-        "framework": fw.name,
-        "version": fw.version(),
-        "notes": fw.notes,
+        "workload": wl.key,
+        "runner": runner.name,
+        "framework": runner.framework,
+        "version": runner.version(),
+        "notes": runner.notes,
+        "size": args.size,
         "bars": bars,
         "repeats": len(walls),
         "wall_s": walls,
         "cpu_s": cpus,
         "cpu_per_wall_best": cpus[best_i] / best if best > 0 else float("nan"),
         "best_s": best,
-        "median_s": statistics.median(walls),
+        "median_s": median,
         "bars_per_s": bars / best,
-        "bars_per_s_median": bars / statistics.median(walls),
+        "bars_per_s_median": bars / median,
         "phases_best_s": phases[best_i],
-        "peak_rss_mib": max(mems) if mems else None,
+        "peak_rss_mib": max(peaks) if peaks else None,
+        "peak_rss_delta_mib": max(deltas) if deltas else None,
         "peak_rss_reset": hwm_resettable,
-        "malloc_trim": trimmed,
-        "tracemalloc_peak_mib": tracemalloc_mib,
-        "outcome": outcome.as_dict(),
+        "outcome": outcome,
+        "metadata": metadata,
         "check": check,
-        "pinned_cpu": cpu,
         "threads_env": {k: os.environ.get(k) for k in _THREAD_ENV},
-        "datagen_s": t_gen,
+        "numba_cache_dir": os.environ.get("NUMBA_CACHE_DIR"),
         "warmup_s": t_warm,
     }
 
 
 # --- parent -----------------------------------------------------------------------------
 def _spawn(
-    name: str, bars: int, repeat: int, args: argparse.Namespace, check_bars: int | None
+    wl_key: str,
+    runner: str,
+    size: tuple[int, int],
+    repeat: int,
+    args: argparse.Namespace,
+    data_dir: Path,
+    warmup: tuple[int, int],
+    check: tuple[int, int] | None = None,
+    probe_cache: Path | None = None,
 ) -> dict[str, Any] | None:
     cmd = [
-        sys.executable,
-        "-m",
-        "benchmarks.run",
-        "--worker",
-        name,
-        "--bars",
-        str(bars),
-        "--data-bars",
-        str(args.bars),
-        "--repeat",
-        str(repeat),
-    ]
-    if args.pin is not None:
-        cmd += ["--pin", str(args.pin)]
-    if check_bars:
-        cmd += ["--check-bars", str(check_bars)]
-    if args.tracemalloc:
-        cmd.append("--tracemalloc")
+        sys.executable, "-m", "benchmarks.run", "--workload", wl_key, "--worker", runner,
+        "--size", f"{size[0]}x{size[1]}", "--repeat", str(repeat),
+        "--budget", str(args.budget), "--data-dir", str(data_dir),
+        "--warmup-size", f"{warmup[0]}x{warmup[1]}",
+    ]  # fmt: skip
+    if check:
+        cmd += ["--check-size", f"{check[0]}x{check[1]}"]
     env = dict(os.environ)
     if not args.multithreaded:
         env.update(_THREAD_ENV)
+    if probe_cache is not None:
+        cmd.append("--probe")
+        env["NUMBA_CACHE_DIR"] = str(probe_cache)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_ROOT), env.get("PYTHONPATH")]))
-    print(f"  {name:<10} {bars:>10,} bars x {repeat} ...", end=" ", flush=True)
+    label = f"{wl_key} {runner}" + (" (compile probe)" if probe_cache else "")
+    print(f"  {label:<30} {size[0] * size[1]:>12,} bars x {repeat} ...", end=" ", flush=True)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=_ROOT, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - t0
     for line in proc.stdout.splitlines():
         if line.startswith(RESULT_PREFIX):
-            print(f"done ({elapsed:.1f} s in the subprocess incl. start-up and data)")
-            return json.loads(line[len(RESULT_PREFIX) :])  # type: ignore[no-any-return]
+            out: dict[str, Any] = json.loads(line[len(RESULT_PREFIX) :])
+            print(f"done ({elapsed:.1f} s in the subprocess, {out['repeats']} timed)")
+            out["process_s"] = elapsed
+            return out
     print(f"FAILED (exit code {proc.returncode})")
     sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-4000:] + "\n")
     return None
 
 
-def _loadavg() -> str:
-    try:
-        with open("/proc/loadavg", encoding="ascii") as fh:
-            return " ".join(fh.read().split()[:3])
-    except OSError:
-        return "n/a"
+def _select(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str, list[str]]:
+    """Return ``{workload: [runner names]}`` from --workloads, --frameworks and --modes."""
+    from .workloads import WORKLOADS
 
+    def split(text: str) -> list[str]:
+        return [x.strip().lower() for x in text.split(",") if x.strip()]
 
-def _fmt_mib(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:,.1f}"
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _same(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
-    """Return the differences between two outcomes (empty when they agree)."""
-    diffs = []
-    for key in ("entries", "exits"):
-        if a[key] != b[key]:
-            diffs.append(f"{key} {a[key]} vs {b[key]}")
-    for key, tol in (("final_value", 1e-9), ("first_entry_price", 1e-9), ("last_exit_price", 1e-9)):
-        x, y = a[key], b[key]
-        if not (x == y or abs(x - y) <= tol * max(1.0, abs(x), abs(y))):
-            diffs.append(f"{key} {x:.10g} vs {y:.10g}")
-    return diffs
-
-
-def _report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> dict[str, Any]:
-    print()
-    header = (
-        f"{'framework':<11}{'version':<14}{'bars':>11}{'best s':>9}{'median s':>10}"
-        f"{'bars/s (best)':>15}{'bars/s (med)':>14}{'cpu/wall':>9}{'peak MiB':>10}"
-        f"{'trades':>8}"
-    )
-    print(header)
-    print("-" * len(header))
-    for r in results.values():
-        star = "*" if r["bars"] < args.bars else " "
-        print(
-            f"{r['framework']:<11}{r['version']:<14}{r['bars']:>10,}{star}{r['best_s']:>9.3f}"
-            f"{r['median_s']:>10.3f}{r['bars_per_s']:>15,.0f}{r['bars_per_s_median']:>14,.0f}"
-            f"{r['cpu_per_wall_best']:>9.2f}"
-            f"{_fmt_mib(r['peak_rss_mib']):>10}{r['outcome']['trades']:>8,}"
-        )
-    print()
-    for r in results.values():
-        extra = f"; repeats: {r['repeats']}"
-        if r["bars"] < args.bars:
-            est = args.bars / r["bars_per_s"]
-            extra += (
-                f"; * measured on {r['bars']:,} bars, not {args.bars:,}: its "
-                f"throughput is extrapolated per bar, est. {est:,.1f} s for "
-                f"{args.bars:,} bars"
-            )
-        phases = ", ".join(f"{k} {v:.3f}" for k, v in r["phases_best_s"].items())
-        print(f"{r['framework']}: {r['notes']}{extra}")
-        if not r["peak_rss_reset"]:
-            print(
-                "    peak MiB: the RSS high-water mark could not be reset (no "
-                "/proc/self/clear_refs), so it is the process peak minus the RSS before "
-                "the run and may include data generation"
-            )
-        print(f"    phases of the best run (s): {phases}")
-        if r.get("tracemalloc_peak_mib") is not None:
-            print(
-                f"    tracemalloc peak (Python/numpy allocations only, separate run): "
-                f"{r['tracemalloc_peak_mib']:,.1f} MiB"
-            )
-    print()
-
-    # Sanity check: the same trades everywhere.
-    checks: list[str] = []
-    ref = results.get("ml4t")
-    if ref is not None:
-        for name, r in results.items():
-            if name == "ml4t":
+    workloads, frameworks, modes = split(args.workloads), split(args.frameworks), split(args.modes)
+    for kind, given, known in (
+        ("workloads", workloads, tuple(WORKLOADS)),
+        ("frameworks", frameworks, KNOWN_FRAMEWORKS),
+        ("modes", modes, KNOWN_MODES),
+    ):
+        bad = [x for x in given if x not in known]
+        if bad or not given:
+            parser.error(f"unknown {kind} {bad}; choose from {', '.join(known)}")
+    chosen: dict[str, list[str]] = {}
+    for key in workloads:
+        names = []
+        for name, runner in WORKLOADS[key].runners.items():
+            if runner.framework not in frameworks:
                 continue
-            if r["bars"] == ref["bars"]:
-                other, mine, n = r["outcome"], ref["outcome"], r["bars"]
-            elif ref.get("check") and ref["check"]["bars"] == r["bars"]:
-                other, mine, n = r["outcome"], ref["check"], r["bars"]
-            else:
-                checks.append(f"{name}: no ml4t run on the same {r['bars']:,} bars to compare")
+            if runner.mode is not None and runner.mode not in modes:
                 continue
-            diffs = _same(mine, other)
-            if diffs:
-                checks.append(f"ml4t vs {name} on {n:,} bars: DIFFERENT: " + "; ".join(diffs))
-            else:
-                checks.append(
-                    f"ml4t vs {name} on {n:,} bars: same fills ({mine['entries']:,} entries, "
-                    f"{mine['exits']:,} exits, first entry {mine['first_entry_price']:.6f}, "
-                    f"last exit {mine['last_exit_price']:.6f}) and final value "
-                    f"{mine['final_value']:,.6f} (rel. tol. 1e-9)"
-                )
-    print("Sanity check (fills at next-bar open, 100 units, no costs):")
-    if ref is None:
-        checks.append("skipped: the comparison is against ml4t, which was not run")
-    for c in checks:
-        print("  " + c)
-    if ref is not None and ref["outcome"]["entries"] > ref["outcome"]["exits"]:
-        print(
-            "  (one more entry than exits: the last position is still open at the end of "
-            "the data and is marked at the last close in every framework)"
-        )
-    print()
-
-    # Ratios and target.
-    lines: list[str] = []
-    if ref is not None:
-        for name, r in results.items():
-            if name == "ml4t":
-                continue
-            ratio = ref["bars_per_s"] / r["bars_per_s"]
-            ratio_med = ref["bars_per_s_median"] / r["bars_per_s_median"]
-            line = (
-                f"ml4t / {name} = {ratio:.2f}× throughput (best of runs; "
-                f"{ratio_med:.2f}× on medians)"
-            )
-            if r["bars"] < args.bars:
-                line += f"; {name} measured on {r['bars']:,} bars and extrapolated per bar"
-            lines.append(line)
-            if ratio < 1.0:
-                ns_ours = 1e9 / ref["bars_per_s"]
-                ns_theirs = 1e9 / r["bars_per_s"]
-                why = {
-                    "vectorbt": "VectorBT simulates the whole series in one compiled Numba "
-                    "loop with no Python call per bar, while ml4t calls a Python "
-                    "Strategy.on_market_data per bar",
-                    "loop": "the bare loop does no validation, bookkeeping or results",
-                }.get(name, "")
-                lines.append(
-                    f"  ml4t is SLOWER than {name}: {ns_ours:,.0f} ns per bar vs "
-                    f"{ns_theirs:,.0f} ns ({1 / ratio:.1f}× slower)" + (f"; {why}" if why else "")
-                )
-        best, med = ref["bars_per_s"], ref["bars_per_s_median"]
-        met_best, met_med = best >= TARGET_BARS_PER_S, med >= TARGET_BARS_PER_S
-        verdict = "MET" if met_best and met_med else "MET on the best run only"
-        if not met_best:
-            verdict = "NOT MET"
-        lines.append(
-            f"Target >= {TARGET_BARS_PER_S:,} bars/s on one core: {verdict} "
-            f"(ml4t best {best:,.0f} bars/s: {'meets' if met_best else 'misses'} it; "
-            f"median {med:,.0f} bars/s: {'meets' if met_med else 'misses'} it)"
-        )
-    for line in lines:
-        print(line)
-    return {"checks": checks, "ratios": lines}
+            names.append(name)
+        chosen[key] = names
+    return chosen
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m benchmarks.run",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--bars", type=int, default=1_000_000, help="bars of W1 (default 1,000,000)")
+    p.add_argument("--workloads", default="w1,w2,w3", help="comma-separated (default w1,w2,w3)")
+    p.add_argument(
+        "--modes",
+        default=",".join(KNOWN_MODES),
+        help="ml4t modes: bar (per-bar Strategy), batch (BatchStrategy), signal "
+        "(SignalStrategy); default all (W1 has no batch mode)",
+    )
     p.add_argument(
         "--frameworks",
         default=DEFAULT_FRAMEWORKS,
-        help=f"comma-separated from {','.join(KNOWN_FRAMEWORKS)} "
-        f"(default {DEFAULT_FRAMEWORKS}; 'loop' is a bare Python loop)",
+        help=f"comma-separated from {','.join(KNOWN_FRAMEWORKS)} (default {DEFAULT_FRAMEWORKS}; "
+        "'loop' is a bare Python loop, W1 only)",
     )
     p.add_argument(
         "--repeat",
         type=int,
-        default=3,
-        help="timed runs per framework except backtrader (default 3)",
+        help="timed runs per runner except Backtrader (default 3, 1 with --quick); the "
+        "table shows their median",
     )
+    p.add_argument(
+        "--budget",
+        type=float,
+        default=60.0,
+        help="stop repeating a runner once its timed runs took this many seconds "
+        "(default 60: the W3 per-bar run is timed once)",
+    )
+    p.add_argument("--quick", action="store_true", help="small sizes: a smoke test")
+    p.add_argument("--bars", type=int, help="bars of W1 (default 1,000,000; 50,000 with --quick)")
     p.add_argument(
         "--backtrader-bars",
         type=int,
-        default=200_000,
-        help="bars Backtrader runs on (default 200,000; throughput is "
-        "extrapolated per bar and the output says so)",
+        help="W1 bars Backtrader runs on (default 200,000); extrapolated per bar",
     )
     p.add_argument(
         "--backtrader-repeat", type=int, default=1, help="timed Backtrader runs (default 1)"
     )
-    p.add_argument(
-        "--pin",
-        type=int,
-        metavar="CPU",
-        help="pin each worker to this CPU index (default: no pinning; the "
-        "workers are single-threaded anyway, see --multithreaded)",
-    )
+    p.add_argument("--no-probe", action="store_true", help="skip the numba compile-time probe")
     p.add_argument(
         "--multithreaded",
         action="store_true",
         help="do not set POLARS_MAX_THREADS/NUMBA_NUM_THREADS/OMP/BLAS to 1",
     )
     p.add_argument(
-        "--tracemalloc",
-        action="store_true",
-        help="also measure the tracemalloc peak in an extra untimed run",
+        "--keep-data", type=Path, help="generate the data into this directory and keep it"
     )
     p.add_argument("--json", type=Path, help="also write the results as JSON to this path")
-    p.add_argument("--worker", choices=KNOWN_FRAMEWORKS, help=argparse.SUPPRESS)
-    p.add_argument("--only", choices=KNOWN_FRAMEWORKS, dest="worker", help=argparse.SUPPRESS)
-    p.add_argument("--data-bars", type=int, help=argparse.SUPPRESS)
-    p.add_argument("--check-bars", type=int, help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
+    # worker-only options
+    p.add_argument("--workload", help=argparse.SUPPRESS)
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    p.add_argument("--size", help=argparse.SUPPRESS)
+    p.add_argument("--warmup-size", help=argparse.SUPPRESS)
+    p.add_argument("--check-size", help=argparse.SUPPRESS)
+    p.add_argument("--data-dir", help=argparse.SUPPRESS)
+    p.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)
+    return p
 
-    if args.bars < 2 or args.repeat < 1 or args.backtrader_bars < 2:
-        p.error("--bars and --backtrader-bars must be >= 2 and --repeat >= 1")
+
+def main(argv: list[str] | None = None) -> int:
+    p = _parser()
+    args = p.parse_args(argv)
+    if args.repeat is None:
+        args.repeat = 1 if (args.quick or args.probe) else 3
+    if args.repeat < 1 or args.backtrader_repeat < 1:
+        p.error("--repeat and --backtrader-repeat must be >= 1")
 
     if args.worker:
-        args.data_bars = max(args.data_bars or args.bars, args.bars)
         print(RESULT_PREFIX + json.dumps(worker(args)), flush=True)
         return 0
 
-    names = [n.strip() for n in args.frameworks.split(",") if n.strip()]
-    unknown = [n for n in names if n not in KNOWN_FRAMEWORKS]
-    if unknown or not names:
-        p.error(f"unknown frameworks {unknown}; choose from {', '.join(KNOWN_FRAMEWORKS)}")
-    bt_bars = min(args.backtrader_bars, args.bars)
-    check_bars = bt_bars if "backtrader" in names and bt_bars < args.bars else None
+    from .workloads import WORKLOADS
+
+    chosen = _select(args, p)
+    sizes: dict[str, dict[str, tuple[int, int]]] = {}
+    for key in chosen:
+        wl = WORKLOADS[key]
+        full, bt = (wl.quick, wl.backtrader_quick) if args.quick else (wl.full, wl.backtrader)
+        if key == "w1":
+            if args.bars is not None:
+                full = (1, args.bars)
+            if args.backtrader_bars is not None:
+                bt = (1, args.backtrader_bars)
+            if full[1] < 2 or bt[1] < 2:
+                p.error("--bars and --backtrader-bars must be >= 2")
+        bt = (min(bt[0], full[0]), min(bt[1], full[1]))
+        warm = (min(wl.warmup[0], full[0]), min(wl.warmup[1], full[1]))
+        sizes[key] = {"full": full, "backtrader": bt, "warmup": warm}
 
     print(
-        f"ml4t.backtest benchmark, workload W1: 1 asset x {args.bars:,} one-minute bars, "
-        "per-bar strategy on a {-1, 0, +1} signal, market orders, next-bar-open fills"
+        f"ml4t.backtest benchmarks: {', '.join(k.upper() for k in chosen)}"
+        + (" (--quick sizes)" if args.quick else "")
     )
     print(
-        f"machine: {_cpu_model()}, {os.cpu_count()} CPUs; Python {platform.python_version()}"
-        "; each framework in a fresh subprocess"
-        + (
-            ""
-            if args.multithreaded
-            else ", single-threaded (POLARS_MAX_THREADS=NUMBA_NUM_THREADS=OMP/BLAS threads=1)"
-        )
-        + ("" if args.pin is None else f", pinned to CPU {args.pin}")
+        f"machine: {cpu_model()}, {os.cpu_count()} CPUs; Python {platform.python_version()}"
+        "; each runner in a fresh subprocess"
+        + ("" if args.multithreaded else ", single-threaded (POLARS/NUMBA/OMP/BLAS threads=1)")
     )
-    load_before = _loadavg()
+    load_before = loadavg()
     print(f"load average before: {load_before}")
     print(
-        "timed: data conversion + backtest + reading the final value; not timed: Python "
-        "start-up, imports, synthetic data generation (seed 42), and a warm-up run on "
-        f"{WARMUP_BARS:,} bars (excludes numba JIT compilation for vectorbt)"
+        "timed: data conversion/feed + backtest + results + reading the final value; not "
+        "timed: start-up, imports, data generation, loading the inputs, a warm-up run on a "
+        f"small prefix (numba JIT); median of up to {args.repeat} runs (Backtrader "
+        f"{args.backtrader_repeat}), repeats stop after {args.budget:g} s of timed runs"
     )
-    t0 = time.perf_counter()
-    results: dict[str, dict[str, Any]] = {}
-    for name in names:
-        bars = bt_bars if name == "backtrader" else args.bars
-        repeat = args.backtrader_repeat if name == "backtrader" else args.repeat
-        out = _spawn(name, bars, repeat, args, None if name == "backtrader" else check_bars)
-        if out is not None:
-            results[name] = out
-    if not results:
-        print("no framework ran successfully")
-        return 1
-    summary = _report(results, args)
-    load_after = _loadavg()
+    t_start = time.perf_counter()
+    data_dir = args.keep_data or Path(tempfile.mkdtemp(prefix="ml4t-bench-"))
+    data_dir.mkdir(parents=True, exist_ok=True)
+    results: dict[str, dict[str, dict[str, Any]]] = {}
+    probes: dict[str, list[dict[str, Any] | None]] = {}
+    failures = 0
+    try:
+        for key, names in chosen.items():
+            wl, sz = WORKLOADS[key], sizes[key]
+            t0 = time.perf_counter()
+            wl.materialise(data_dir, sz["full"], [sz["backtrader"], sz["warmup"]])
+            print(
+                f"{wl.title}\n  this run: {_shape(sz['full'])} (Backtrader "
+                f"{_shape(sz['backtrader'])}, warm-up {_shape(sz['warmup'])}); data "
+                f"generated in {time.perf_counter() - t0:.1f} s (untimed)"
+            )
+            ref = next((n for n in names if n.startswith("ml4t-")), None)
+            results[key] = {}
+            for name in names:
+                is_bt = name == "backtrader"
+                size = sz["backtrader"] if is_bt else sz["full"]
+                needs_check = (
+                    name == ref and "backtrader" in names and sz["backtrader"] != sz["full"]
+                )
+                out = _spawn(
+                    key, name, size, args.backtrader_repeat if is_bt else args.repeat, args,
+                    data_dir, sz["warmup"], sz["backtrader"] if needs_check else None,
+                )  # fmt: skip
+                if out is None:
+                    failures += 1
+                else:
+                    results[key][name] = out
+            if "ml4t-signal" in names and not args.no_probe:
+                cache = data_dir / f"numba-cache-{key}"
+                shutil.rmtree(cache, ignore_errors=True)
+                cache.mkdir()
+                probes[key] = [
+                    _spawn(key, "ml4t-signal", sz["warmup"], 1, args, data_dir, sz["warmup"],
+                           probe_cache=cache)
+                    for _ in range(2)
+                ]  # fmt: skip
+    finally:
+        if args.keep_data is None:
+            shutil.rmtree(data_dir, ignore_errors=True)
+
+    summary = print_report(WORKLOADS, results, probes, sizes)
+    load_after = loadavg()
     print(f"\nload average after: {load_after} (1, 5, 15 min)")
-    busy = [r["framework"] for r in results.values() if r["cpu_per_wall_best"] < 0.9]
-    if busy:
-        print(
-            f"WARNING: {', '.join(busy)} got less than 90 % of a CPU during its best run "
-            "(cpu/wall column): other processes competed for the CPUs, so their times are "
-            "inflated; rerun on an idle machine for stable numbers"
-        )
-    print(f"\ntotal benchmark time {time.perf_counter() - t0:.1f} s")
+    total = time.perf_counter() - t_start
+    print(f"total benchmark time {total:.1f} s")
     if args.json:
         payload = {
-            "workload": "W1",
-            "bars": args.bars,
             "machine": {
-                "cpu": _cpu_model(),
+                "cpu": cpu_model(),
                 "cpus": os.cpu_count(),
                 "python": platform.python_version(),
                 "platform": platform.platform(),
@@ -514,14 +436,16 @@ def main(argv: list[str] | None = None) -> int:
                 "load_after": load_after,
             },
             "command": " ".join(["python -m benchmarks.run", *(argv or sys.argv[1:])]),
-            "target_bars_per_s": TARGET_BARS_PER_S,
+            "sizes": sizes,
             "results": results,
+            "probes": probes,
+            "total_s": total,
             **summary,
         }
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(payload, indent=2))
         print(f"results written to {args.json}")
-    return 0 if len(results) == len(names) else 1
+    return 1 if failures or not any(results.values()) else 0
 
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
-"""Benchmark workloads: synthetic data and the same strategy in each framework.
+"""Benchmark workloads: W1 here, W2 and W3 in :mod:`benchmarks.w2` / :mod:`benchmarks.w3`.
 
 Workload W1 (see ``benchmarks/README.md``): one asset, ``n`` one-minute bars, one signal
 column in {-1, 0, +1}. Enter long ``QUANTITY`` units with a market order when the signal
 is +1 and the position is flat; close the position with a market order when the signal is
 -1 and the position is long. No costs. Orders placed on bar *t* fill at bar *t+1*'s open.
+ml4t runs it as a per-bar ``Strategy`` (``ml4t-bar``) and as a declarative
+``SignalStrategy`` (``ml4t-signal``, compiled with numba).
 
-Every framework is split into an untimed ``prepare`` step (turning the generated numpy
+Every runner is split into an untimed ``prepare`` step (turning the generated numpy
 arrays into the framework's natural input: a polars frame for ml4t, plain arrays for
 VectorBT and Backtrader) and a timed ``execute`` step that starts from that input, builds
 whatever the framework needs (feed, pandas objects, Cerebro), runs the backtest and reads
@@ -14,28 +16,44 @@ its final value. Framework imports happen before any timing.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from pathlib import Path
 from time import perf_counter
 from typing import Any
 
 import numpy as np
 
+from . import w2, w3
+from .common import (
+    INITIAL_CASH,
+    Outcome,
+    Runner,
+    Size,
+    Target,
+    Workload,
+    bt_version,
+    load_arrays,
+    ml4t_metadata,
+    ml4t_outcome,
+    ml4t_version,
+    regime_signal,
+    save_arrays,
+    vbt_outcome,
+    vbt_version,
+)
+
 __all__ = [
-    "FRAMEWORKS",
     "INITIAL_CASH",
     "QUANTITY",
+    "RUNNERS",
     "SEED",
-    "Framework",
-    "Outcome",
+    "W1",
+    "WORKLOADS",
     "generate_bars",
     "slice_bars",
 ]
 
 SEED = 42
 QUANTITY = 100.0
-INITIAL_CASH = 1_000_000.0
 START = np.datetime64("2024-01-01T00:00", "ns")
 
 # Random-walk and signal parameters (chosen for ~3,000 round trips per million bars).
@@ -69,9 +87,7 @@ def generate_bars(n: int, seed: int = SEED) -> dict[str, np.ndarray]:
     high = np.maximum(open_, close) * np.exp(np.abs(rng.normal(0.0, 0.5 * _SIGMA, n)))
     low = np.minimum(open_, close) * np.exp(-np.abs(rng.normal(0.0, 0.5 * _SIGMA, n)))
     volume = rng.integers(100, 10_000, n).astype(np.float64)
-    noise = rng.standard_normal(n)
-    smooth = _ar1(noise, _PHI) * math.sqrt(1.0 - _PHI * _PHI)  # unit stationary variance
-    signal = np.where(smooth > _THRESHOLD, 1.0, np.where(smooth < -_THRESHOLD, -1.0, 0.0))
+    signal = regime_signal(rng.standard_normal(n), _PHI, _THRESHOLD)
     timestamp = START + np.arange(n, dtype=np.int64).astype("timedelta64[m]")
     return {
         "timestamp": timestamp.astype("datetime64[ns]"),
@@ -84,72 +100,48 @@ def generate_bars(n: int, seed: int = SEED) -> dict[str, np.ndarray]:
     }
 
 
-def _ar1(x: np.ndarray, phi: float) -> np.ndarray:
-    """Return y with y[t] = phi * y[t-1] + x[t] (y[-1] = 0)."""
-    try:
-        from scipy.signal import lfilter  # type: ignore[import-untyped]
-    except ImportError:  # scipy comes with vectorbt; without it, a plain loop (not timed)
-        out = np.empty_like(x)
-        acc = 0.0
-        for i, v in enumerate(x.tolist()):
-            acc = phi * acc + v
-            out[i] = acc
-        return out
-    return np.asarray(lfilter([1.0], [1.0, -phi], x))
-
-
 def slice_bars(data: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
     """Return the first ``n`` bars of ``data``."""
     return {k: v[:n] for k, v in data.items()}
 
 
-# --- outcome ----------------------------------------------------------------------------
-@dataclass
-class Outcome:
-    """What a run produced, for the cross-framework sanity check."""
-
-    entries: int  # buy fills
-    exits: int  # sell fills
-    final_value: float  # cash + position marked at the last close
-    first_entry_price: float = float("nan")
-    last_exit_price: float = float("nan")
-
-    @property
-    def trades(self) -> int:
-        """Round trips entered (the last one may still be open at the end of the data)."""
-        return self.entries
-
-    def as_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["trades"] = self.trades
-        return d
+# --- data files -------------------------------------------------------------------------
+_NAMES = ("timestamp", "open", "high", "low", "close", "volume", "signal")
 
 
-@dataclass(frozen=True)
-class Framework:
-    """How to prepare (untimed) and execute (timed) W1, and read what the run produced.
+def materialise(data_dir: Path, full: Size, others: list[Size]) -> None:
+    """Generate ``full[1]`` bars once and save them and their prefixes."""
+    data = generate_bars(full[1])
+    for size in [full, *others]:
+        save_arrays(data_dir, "w1", size, slice_bars(data, size[1]))
 
-    ``execute(prepared)`` returns ``(raw, phases)``: the framework's own result and a dict
-    of named sub-timings (seconds) inside the timed region.
-    """
 
-    name: str
-    prepare: Callable[[dict[str, np.ndarray]], Any]
-    execute: Callable[[Any], Any]
-    outcome: Callable[[Any], Outcome]
-    version: Callable[[], str]
-    notes: str
+def _load(data_dir: Path, size: Size) -> dict[str, np.ndarray]:
+    return load_arrays(data_dir, "w1", size, _NAMES)
 
 
 # --- ml4t -------------------------------------------------------------------------------
-def _ml4t_prepare(data: dict[str, np.ndarray]) -> Any:
+def _ml4t_prepare(data_dir: Path, size: Size) -> Any:
     import polars as pl
 
-    return pl.DataFrame(data)  # naive datetime[ns] timestamps, in UTC
+    return pl.DataFrame(_load(data_dir, size))  # naive datetime[ns] timestamps, in UTC
 
 
-def _ml4t_execute(frame: Any) -> Any:
-    from ml4t.backtest import BacktestEngine, PolarsDataFeed, SimulationBroker, Strategy
+def _ml4t_run(frame: Any, strategy: Any) -> tuple[Any, dict[str, float]]:
+    from ml4t.backtest import BacktestEngine, PolarsDataFeed, SimulationBroker
+
+    t0 = perf_counter()
+    feed = PolarsDataFeed(frame, asset_id="SYN", signal_columns=["signal"])
+    t1 = perf_counter()
+    broker = SimulationBroker(initial_cash=INITIAL_CASH)  # next_bar_open, no costs
+    result = BacktestEngine(feed, strategy, broker).run()
+    _ = result.final_equity
+    t2 = perf_counter()
+    return result, {"feed": t1 - t0, "engine_run": t2 - t1}
+
+
+def _ml4t_bar(frame: Any) -> tuple[Any, dict[str, float]]:
+    from ml4t.backtest import Strategy
 
     class SignalFollower(Strategy):
         """Per-bar strategy: read one signal and the position, trade on +-1."""
@@ -163,43 +155,26 @@ def _ml4t_execute(frame: Any) -> Any:
             elif signal == -1.0 and self.get_position(asset) > 0:
                 self.close_position(asset)
 
-    t0 = perf_counter()
-    feed = PolarsDataFeed(frame, asset_id="SYN", signal_columns=["signal"])
-    t1 = perf_counter()
-    broker = SimulationBroker(initial_cash=INITIAL_CASH)  # next_bar_open, no costs
-    result = BacktestEngine(feed, SignalFollower(), broker).run()
-    _ = result.final_equity
-    t2 = perf_counter()
-    return result, {"feed": t1 - t0, "engine_run": t2 - t1}
+    return _ml4t_run(frame, SignalFollower())
 
 
-def _ml4t_outcome(result: Any) -> Outcome:
-    fills = result.fills_df
-    side = fills["side"].to_list()
-    price = fills["price"].to_list()
-    buys = [p for s, p in zip(side, price, strict=True) if s == "buy"]
-    sells = [p for s, p in zip(side, price, strict=True) if s == "sell"]
-    return Outcome(
-        entries=len(buys),
-        exits=len(sells),
-        final_value=float(result.final_equity),
-        first_entry_price=buys[0] if buys else float("nan"),
-        last_exit_price=sells[-1] if sells else float("nan"),
+def _ml4t_signal(frame: Any) -> tuple[Any, dict[str, float]]:
+    from ml4t.backtest import FixedSizer, Rule, SignalStrategy
+
+    strategy = SignalStrategy(
+        entry_rules=[Rule.signal_above("signal", 0.5), Rule.not_in_position()],
+        exit_rules=[Rule.signal_below("signal", -0.5)],
+        position_sizer=FixedSizer(QUANTITY),
     )
-
-
-def _ml4t_version() -> str:
-    from importlib.metadata import version
-
-    return version("ml4t-backtest")
+    return _ml4t_run(frame, strategy)
 
 
 # --- VectorBT ---------------------------------------------------------------------------
-def _identity(data: dict[str, np.ndarray]) -> Any:
-    return data
+def _arrays(data_dir: Path, size: Size) -> Any:
+    return _load(data_dir, size)
 
 
-def _vbt_execute(data: dict[str, np.ndarray]) -> Any:
+def _vbt_execute(data: dict[str, np.ndarray]) -> tuple[Any, dict[str, float]]:
     import pandas as pd
     import vectorbt as vbt  # type: ignore[import-untyped]
 
@@ -236,29 +211,8 @@ def _vbt_execute(data: dict[str, np.ndarray]) -> Any:
     return pf, {"pandas_inputs": t1 - t0, "from_signals": t2 - t1, "final_value": t3 - t2}
 
 
-def _vbt_outcome(pf: Any) -> Outcome:
-    rec = pf.orders.values
-    side = rec["side"]
-    price = rec["price"]
-    buys = price[side == 0]
-    sells = price[side == 1]
-    return Outcome(
-        entries=int(buys.shape[0]),
-        exits=int(sells.shape[0]),
-        final_value=float(pf.final_value()),
-        first_entry_price=float(buys[0]) if buys.shape[0] else float("nan"),
-        last_exit_price=float(sells[-1]) if sells.shape[0] else float("nan"),
-    )
-
-
-def _vbt_version() -> str:
-    import vectorbt as vbt
-
-    return str(vbt.__version__)
-
-
 # --- Backtrader -------------------------------------------------------------------------
-def _bt_execute(data: dict[str, np.ndarray]) -> Any:
+def _bt_execute(data: dict[str, np.ndarray]) -> tuple[Any, dict[str, float]]:
     import backtrader as bt  # type: ignore[import-untyped]
     import pandas as pd
 
@@ -268,12 +222,12 @@ def _bt_execute(data: dict[str, np.ndarray]) -> Any:
 
     class SignalFollower(bt.Strategy):  # type: ignore[misc]
         def __init__(self) -> None:
-            self.buys: list[float] = []
-            self.sells: list[float] = []
+            self.fills: list[tuple[float, bool, float, float]] = []
 
         def notify_order(self, order: Any) -> None:
             if order.status == order.Completed:
-                (self.buys if order.isbuy() else self.sells).append(order.executed.price)
+                ex = order.executed
+                self.fills.append((ex.dt, order.isbuy(), ex.size, ex.price))
 
         def next(self) -> None:
             signal = self.data.signal[0]
@@ -301,23 +255,20 @@ def _bt_execute(data: dict[str, np.ndarray]) -> Any:
 
 def _bt_outcome(out: Any) -> Outcome:
     strat, value = out
+    buys = [f for f in strat.fills if f[1]]
+    sells = [f for f in strat.fills if not f[1]]
     return Outcome(
-        entries=len(strat.buys),
-        exits=len(strat.sells),
+        entries=len(buys),
+        exits=len(sells),
         final_value=value,
-        first_entry_price=strat.buys[0] if strat.buys else float("nan"),
-        last_exit_price=strat.sells[-1] if strat.sells else float("nan"),
+        traded_value=float(sum(abs(f[2]) * f[3] for f in strat.fills)),
+        first_entry_price=buys[0][3] if buys else float("nan"),
+        last_exit_price=sells[-1][3] if sells else float("nan"),
     )
 
 
-def _bt_version() -> str:
-    import backtrader as bt
-
-    return str(bt.__version__)
-
-
 # --- bare Python loop (a floor, not a framework) ----------------------------------------
-def _loop_execute(data: dict[str, np.ndarray]) -> Any:
+def _loop_execute(data: dict[str, np.ndarray]) -> tuple[Any, dict[str, float]]:
     """The same logic as a plain Python loop over lists: what per-bar Python costs."""
     t0 = perf_counter()
     opens = data["open"].tolist()
@@ -348,6 +299,7 @@ def _loop_outcome(out: Any) -> Outcome:
         entries=len(buys),
         exits=len(sells),
         final_value=value,
+        traded_value=QUANTITY * (sum(buys) + sum(sells)),
         first_entry_price=buys[0] if buys else float("nan"),
         last_exit_price=sells[-1] if sells else float("nan"),
     )
@@ -359,38 +311,74 @@ def _python_version() -> str:
     return platform.python_version()
 
 
-FRAMEWORKS: dict[str, Framework] = {
-    "ml4t": Framework(
+_ML4T_NOTE = "timed: PolarsDataFeed(polars frame) + BacktestEngine(...).run() incl. results"
+RUNNERS: dict[str, Runner] = {
+    "ml4t-bar": Runner(
+        "ml4t-bar",
         "ml4t",
         _ml4t_prepare,
-        _ml4t_execute,
-        _ml4t_outcome,
-        _ml4t_version,
-        "timed: PolarsDataFeed(polars frame) + BacktestEngine(...).run() incl. results",
+        _ml4t_bar,
+        ml4t_outcome,
+        ml4t_version,
+        _ML4T_NOTE + "; per-bar Strategy",
+        ml4t_metadata,
     ),
-    "vectorbt": Framework(
+    "ml4t-signal": Runner(
+        "ml4t-signal",
+        "ml4t",
+        _ml4t_prepare,
+        _ml4t_signal,
+        ml4t_outcome,
+        ml4t_version,
+        _ML4T_NOTE + "; SignalStrategy + FixedSizer(100)",
+        ml4t_metadata,
+    ),
+    "vectorbt": Runner(
         "vectorbt",
-        _identity,
+        "vectorbt",
+        _arrays,
         _vbt_execute,
-        _vbt_outcome,
-        _vbt_version,
+        vbt_outcome,
+        vbt_version,
         "timed: pandas Series from arrays + Portfolio.from_signals(shifted, price=open) "
-        "+ final_value(); numba JIT warmed up on a tiny input first",
+        "+ final_value()",
     ),
-    "backtrader": Framework(
+    "backtrader": Runner(
         "backtrader",
-        _identity,
+        "backtrader",
+        _arrays,
         _bt_execute,
         _bt_outcome,
-        _bt_version,
+        bt_version,
         "timed: pandas DataFrame + Cerebro(stdstats=False) + PandasData feed + run()",
     ),
-    "loop": Framework(
+    "loop": Runner(
         "loop",
-        _identity,
+        "loop",
+        _arrays,
         _loop_execute,
         _loop_outcome,
         _python_version,
         "timed: bare Python for-loop over lists (tolist() included); a floor, not a framework",
     ),
 }
+
+W1 = Workload(
+    key="w1",
+    title="W1: 1 asset x 1,000,000 one-minute bars, {-1, 0, +1} signal, 100 units per entry",
+    unit="bars",
+    full=(1, 1_000_000),
+    quick=(1, 50_000),
+    backtrader=(1, 200_000),
+    backtrader_quick=(1, 20_000),
+    warmup=(1, 2_000),
+    materialise=materialise,
+    runners=RUNNERS,
+    targets={
+        "ml4t-bar": Target(">= 1,000,000 bars/s", bars_per_s=1_000_000),
+        "ml4t-signal": Target(">= 20,000,000 bars/s (VectorBT ~5.7M)", bars_per_s=20_000_000),
+    },
+    semantics="market orders at the next open, 100 units, no costs",
+)
+
+WORKLOADS: dict[str, Workload] = {"w1": W1, "w2": w2.WORKLOAD, "w3": w3.WORKLOAD}

@@ -184,11 +184,12 @@ class FillEngine:
         status = np.empty(m, dtype=np.int64)
         out = np.empty((m, 5))
         market_batch_nb(code, side, quantity, base, high, low, position, cash, ip, fp, status, out)
-        for j, (order, row, b) in enumerate(batch):
+        terms = out.tolist()
+        for j, ((order, row, b), st, (q, price, commission, _, need)) in enumerate(
+            zip(batch, status.tolist(), terms, strict=True)
+        ):
             if not order.status.is_open:
                 return j  # changed by a callback: the kernel's later terms no longer hold
-            st = int(status[j])
-            q, price, commission, _, need = out[j].tolist()
             if st == ST_BAD_PRICE:
                 self._reject(order, self._bad_price_text(price))
             elif st == ST_SHORT:

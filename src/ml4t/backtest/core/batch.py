@@ -36,7 +36,7 @@ class BatchView:
     ``positions`` gives the quantity held of each (for masks such as ``positions > 0``).
     """
 
-    __slots__ = ("_arrays", "_ids", "_qty", "_r0", "_r1", "codes")
+    __slots__ = ("_arrays", "_ids", "_qty", "_r0", "_r1", "_row_ids", "codes")
 
     def __init__(self, quantities: np.ndarray | None = None) -> None:
         #: positions by asset code: a view of the portfolio's quantity buffer
@@ -44,9 +44,12 @@ class BatchView:
         self._arrays: dict[str, np.ndarray] = {}
         self._ids: np.ndarray = np.empty(0, dtype=object)
         self._r0 = self._r1 = 0
+        self._row_ids: list[str] | None = None
         self.codes: np.ndarray = np.empty(0, dtype=np.int32)
 
     def _set(self, arrays: dict[str, np.ndarray], ids: np.ndarray, r0: int, r1: int) -> None:
+        if arrays is not self._arrays:  # a new chunk
+            self._row_ids = None
         self._arrays, self._ids, self._r0, self._r1 = arrays, ids, r0, r1
         self.codes = arrays["__code__"][r0:r1]
 
@@ -63,8 +66,9 @@ class BatchView:
     @property
     def asset_ids(self) -> list[str]:
         """Asset id of each row, in row order."""
-        ids: list[str] = self._ids[self.codes].tolist()
-        return ids
+        if self._row_ids is None:  # once per chunk: the ids of all its rows
+            self._row_ids = self._ids[self._arrays["__code__"]].tolist()
+        return self._row_ids[self._r0 : self._r1]
 
     @property
     def positions(self) -> np.ndarray:

@@ -47,6 +47,8 @@ if TYPE_CHECKING:
 __all__ = ["BacktestEngine"]
 
 _CHUNK_TIMESTAMPS = 1 << 16
+#: a chunk's columns become Python lists for the loop: bound their rows (memory)
+_CHUNK_ROWS = 1 << 18
 _PKG_DIR = str(Path(__file__).resolve().parent.parent)
 
 
@@ -390,11 +392,11 @@ class BacktestEngine:
                 block_marked = False
                 self.history.add_block(block)
                 n = block.ts.shape[0]
-                for c0 in range(0, n, _CHUNK_TIMESTAMPS):
+                for c0, c1 in _chunk_bounds(block.offsets):
                     chunk = Chunk(
                         block,
                         c0,
-                        min(c0 + _CHUNK_TIMESTAMPS, n),
+                        c1,
                         clock.signal_names,
                         clock.indicator_names,
                         clock.to_datetime,
@@ -649,6 +651,25 @@ class _SessionState:
         self.closed = False
         self.last_ts = -1
         self.index = 0
+
+
+def _chunk_bounds(offsets: np.ndarray) -> list[tuple[int, int]]:
+    """Split a block's timestamps into ``[t0, t1)`` chunks of bounded timestamps and rows.
+
+    A chunk holds at most ``_CHUNK_TIMESTAMPS`` timestamps and, unless one timestamp alone
+    has more, at most ``_CHUNK_ROWS`` rows; chunks only change how much of the block is
+    turned into Python lists at once, never a result.
+    """
+    n = offsets.shape[0] - 1
+    out = []
+    t0 = 0
+    while t0 < n:
+        limit = int(offsets[t0]) + _CHUNK_ROWS
+        t1 = int(np.searchsorted(offsets, limit, side="right")) - 1
+        t1 = min(max(t1, t0 + 1), t0 + _CHUNK_TIMESTAMPS, n)
+        out.append((t0, t1))
+        t0 = t1
+    return out
 
 
 def _sessions(days: list[int]) -> list[tuple[int, int]]:
