@@ -301,8 +301,9 @@ def test_flip_fill_keeps_the_entry_signals() -> None:
 @pytest.mark.parametrize("policy", ["reject", "resize"])
 def test_cash_check_tolerance_as_on_the_event_path(policy: str) -> None:
     # Regression: kernels/fills.py fill_terms_nb once resized or rejected as soon as the
-    # cost exceeded the cash (+1e-9 * max(1, cash)); the broker also requires the affordable quantity to fall short of the order by more than
-    # 1e-9 * max(1, quantity) units (builtin/fills.py _try_fill), else it fills in full.
+    # cost exceeded the cash (+1e-9 * max(1, cash)); the broker also requires the
+    # affordable quantity to fall short of the order by more than 1e-9 * max(1, quantity)
+    # units (builtin/fills.py _try_fill), else it fills in full.
     # By hand: cash 0.5, bought at the close 100 -> 0.005 units; the next open is
     # 100.00001, so the cost is 5e-8 over the cash but the affordable quantity is only
     # 5e-11 units short: the order fills unchanged under either policy.
