@@ -24,6 +24,7 @@ from ..core.results import build_result
 from ..core.trades import OpenTrade, closed_columns
 from ..errors import ConfigError
 from ..kernels import signal as K
+from ..kernels import trades as KT
 from .rules import ConfidenceSizer, FixedSizer, PercentSizer, TopKSizer
 
 if TYPE_CHECKING:
@@ -100,7 +101,7 @@ class _State:
         self.g_tp = np.zeros(n)
         self.g_ref = np.zeros(n)
         self.tr_i = np.zeros((n, 7), dtype=np.int64)
-        self.tr_i[:, K.TI_TRADED_K] = -1
+        self.tr_i[:, KT.TI_TRADED_K] = -1
         self.tr_f = np.zeros((n, 11))
         self._pending(4 * n + 64)
         cap = 8 * n + 65_536
@@ -333,7 +334,7 @@ class _Books:
 
     def _trades(self, ci: np.ndarray, cf: np.ndarray) -> None:
         ids = self.engine.clock.asset_ids
-        tags = ci[:, K.CI_EXIT_TAG].tolist()
+        tags = ci[:, KT.CI_EXIT_TAG].tolist()
         reasons = [_TAGS[t] or "signal" for t in tags]
         cols = closed_columns(ci, cf, ids, reasons)
         nan = float("nan")
@@ -341,10 +342,10 @@ class _Books:
             tuple(nan for _ in self.names),
             {},
         )
-        entry = [self.snap.get(o, empty) for o in ci[:, K.CI_ENTRY_OID].tolist()]
+        entry = [self.snap.get(o, empty) for o in ci[:, KT.CI_ENTRY_OID].tolist()]
         exit_ = [
             self.snap.get(o, empty) if t == K.TAG_SIGNAL else empty
-            for o, t in zip(ci[:, K.CI_EXIT_OID].tolist(), tags, strict=True)
+            for o, t in zip(ci[:, KT.CI_EXIT_OID].tolist(), tags, strict=True)
         ]
         for prefix, snaps in (("entry_signal_", entry), ("exit_signal_", exit_)):
             for j, name in enumerate(self.names):
@@ -354,8 +355,8 @@ class _Books:
                 cols[prefix + name] = [s[1].get(name, nan) for s in snaps]
         self.pf.trades.bulk.append(cols)
         st = self.state
-        still_open = set(st.tr_i[st.tr_i[:, K.TI_OPEN] == 1, K.TI_ENTRY_OID].tolist())
-        for o in (*ci[:, K.CI_ENTRY_OID].tolist(), *ci[:, K.CI_EXIT_OID].tolist()):
+        still_open = set(st.tr_i[st.tr_i[:, KT.TI_OPEN] == 1, KT.TI_ENTRY_OID].tolist())
+        for o in (*ci[:, KT.CI_ENTRY_OID].tolist(), *ci[:, KT.CI_EXIT_OID].tolist()):
             if o not in still_open:  # a flip's fill also opened the trade now running
                 self.snap.pop(o, None)
 
@@ -395,18 +396,18 @@ class _Books:
             pf._set_held(c, pf.asset_ids[c], pf.qty[c])
         tracker = pf.trades
         tracker._next_id = int(st.st_i[K.S_NEXT_TRADE])
-        for c in np.flatnonzero(st.tr_i[:, K.TI_OPEN]).tolist():
+        for c in np.flatnonzero(st.tr_i[:, KT.TI_OPEN]).tolist():
             ti, tf = st.tr_i[c], st.tr_f[c]
-            values, context = self.snap.get(int(ti[K.TI_ENTRY_OID]), ((), {}))
+            values, context = self.snap.get(int(ti[KT.TI_ENTRY_OID]), ((), {}))
             signals = dict(zip(self.names, values, strict=False))
-            holder = _Order(int(ti[K.TI_ENTRY_OID]), None, signals, context)
+            holder = _Order(int(ti[KT.TI_ENTRY_OID]), None, signals, context)
             trade = OpenTrade(
-                int(ti[K.TI_ID]),
+                int(ti[KT.TI_ID]),
                 c,
                 pf.asset_ids[c],
-                int(ti[K.TI_DIR]),
-                int(ti[K.TI_ENTRY_TS]),
-                int(ti[K.TI_ENTRY_K]),
+                int(ti[KT.TI_DIR]),
+                int(ti[KT.TI_ENTRY_TS]),
+                int(ti[KT.TI_ENTRY_K]),
                 holder,
             )
             (

@@ -36,6 +36,13 @@ import numpy as np
 from ._jit import jit, jit_inline
 from .fills import ST_FILLED, ST_RESIZED, fill_terms_nb, round_lot_nb
 from .matching import path_nb, touch_nb
+from .trades import (
+    TF_HI,
+    TF_LO,
+    TI_OPEN,
+    TI_TRADED_K,
+    trade_on_fill_nb,
+)
 
 # --- settings layout --------------------------------------------------------------------
 IP_ASSETS, IP_TIMING, IP_MODE, IP_TRAIL_CLOSE, IP_CASH_POLICY = 0, 1, 2, 3, 4
@@ -51,11 +58,7 @@ S_HELD, S_PENDING, S_NEXT_ID, S_FILLS, S_REJECTED, S_TRADES, S_NEXT_TRADE = 0, 1
 S_I_SIZE = 7
 # float state: cash, total commission, total slippage
 S_CASH, S_COMMISSION, S_SLIPPAGE = 0, 1, 2
-# open trade (tr_i / tr_f columns) and closed trade (c_i / c_f columns) layouts
-TI_OPEN, TI_ID, TI_DIR, TI_ENTRY_K, TI_ENTRY_TS, TI_ENTRY_OID, TI_TRADED_K = 0, 1, 2, 3, 4, 5, 6
-TF_QTY, TF_EQ, TF_EV, TF_EC, TF_ES, TF_XQ, TF_XV, TF_XC, TF_XS, TF_HI, TF_LO = range(11)
-CI_ID, CI_CODE, CI_DIR, CI_ENTRY_K, CI_EXIT_K, CI_ENTRY_TS, CI_EXIT_TS = range(7)
-CI_ENTRY_OID, CI_EXIT_OID, CI_EXIT_TAG = 7, 8, 9
+
 # fill outputs (f_f columns 8..11)
 FF_REALIZED, FF_CASH_AFTER, FF_QTY_AFTER, FF_AVG_AFTER = 8, 9, 10, 11
 # rule kinds
@@ -138,80 +141,6 @@ def _submit(
     j = st_i[S_PENDING]
     p_code[j], p_side[j], p_qty[j], p_id[j], p_k[j], p_row[j] = code, side, quantity, oid, k, row
     st_i[S_PENDING] = j + 1
-
-
-@jit
-def _trade_on_fill(
-    a: int,
-    old: float,
-    signed: float,
-    price: float,
-    commission: float,
-    slippage: float,
-    k: int,
-    now_ts: int,
-    oid: int,
-    tag: int,
-    high: float,
-    low: float,
-    st_i: np.ndarray,
-    tr_i: np.ndarray,
-    tr_f: np.ndarray,
-    c_i: np.ndarray,
-    c_f: np.ndarray,
-) -> None:
-    """Round-trip bookkeeping of one fill (``core.trades.TradeTracker.on_fill``)."""
-    q = abs(signed)
-    remaining = q
-    if old != 0 and (old > 0) != (signed > 0):
-        closing = q if q < abs(old) else abs(old)
-        share = closing / q
-        tr_f[a, TF_XQ] += closing
-        tr_f[a, TF_XV] += closing * price
-        tr_f[a, TF_XC] += commission * share
-        tr_f[a, TF_XS] += slippage * share
-        tr_f[a, TF_QTY] -= closing
-        remaining = q - closing
-        if remaining <= 1e-12 * max(1.0, q) and tr_f[a, TF_QTY] > 1e-12 * max(1.0, tr_f[a, TF_EQ]):
-            return
-        if high > tr_f[a, TF_HI]:  # the exit bar is part of the excursion window
-            tr_f[a, TF_HI] = high
-        if low < tr_f[a, TF_LO]:
-            tr_f[a, TF_LO] = low
-        n = st_i[S_TRADES]
-        c_i[n, CI_ID], c_i[n, CI_CODE], c_i[n, CI_DIR] = tr_i[a, TI_ID], a, tr_i[a, TI_DIR]
-        c_i[n, CI_ENTRY_K], c_i[n, CI_EXIT_K] = tr_i[a, TI_ENTRY_K], k
-        c_i[n, CI_ENTRY_TS], c_i[n, CI_EXIT_TS] = tr_i[a, TI_ENTRY_TS], now_ts
-        c_i[n, CI_ENTRY_OID], c_i[n, CI_EXIT_OID], c_i[n, CI_EXIT_TAG] = (
-            tr_i[a, TI_ENTRY_OID],
-            oid,
-            tag,
-        )
-        for j in range(10):
-            c_f[n, j] = tr_f[a, TF_EQ + j]
-        st_i[S_TRADES] = n + 1
-        tr_i[a, TI_OPEN] = 0
-        if remaining <= 1e-12 * max(1.0, q):
-            return
-        commission *= remaining / q
-        slippage *= remaining / q
-    if tr_i[a, TI_OPEN] == 0:
-        tr_i[a, TI_OPEN] = 1
-        tr_i[a, TI_ID] = st_i[S_NEXT_TRADE]
-        st_i[S_NEXT_TRADE] += 1
-        tr_i[a, TI_DIR] = 1 if signed > 0 else -1
-        tr_i[a, TI_ENTRY_K] = k
-        tr_i[a, TI_ENTRY_TS] = now_ts
-        tr_i[a, TI_ENTRY_OID] = oid
-        for j in range(TF_HI):
-            tr_f[a, j] = 0.0
-        tr_f[a, TF_HI] = -np.inf
-        tr_f[a, TF_LO] = np.inf
-    tr_f[a, TF_QTY] += remaining
-    tr_f[a, TF_EQ] += remaining
-    tr_f[a, TF_EV] += remaining * price
-    tr_f[a, TF_EC] += commission
-    tr_f[a, TF_ES] += slippage
 
 
 @jit
@@ -308,7 +237,7 @@ def _fill(
     tr_i[code, TI_TRADED_K] = k
     st_f[S_COMMISSION] += commission
     st_f[S_SLIPPAGE] += slip_cost
-    _trade_on_fill(
+    trade_on_fill_nb(
         code,
         old,
         signed,
