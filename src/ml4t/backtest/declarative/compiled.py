@@ -246,9 +246,11 @@ class _Books:
         self.pf = engine.broker.portfolio
         self.names = engine.clock.signal_names
         self.has_context = len(engine.context) > 0
-        #: order id -> (signal values in ``names`` order, context) at the decision, for
-        #: fills of strategy orders
-        self.snap: dict[int, tuple[tuple[float, ...], dict[str, float]]] = {}
+        #: signal values (columns in ``names`` order) at the decision of every filled
+        #: strategy order, rows sorted by order id (``snap_oid``); contexts by order id
+        self.snap_oid = np.empty(0, dtype=np.int64)
+        self.snap_val = np.empty((0, len(self.names)))
+        self.snap_ctx: dict[int, dict[str, float]] = {}
         #: order id -> snapshot of orders still working when their block ended
         self.carried: dict[int, tuple[dict[str, float], dict[str, float]]] = {}
 
@@ -273,22 +275,32 @@ class _Books:
         rows = fi[:, 6]
         oids = fi[:, 3].tolist()
         direct = np.flatnonzero((tags == K.TAG_SIGNAL) & (rows >= 0))
-        if direct.shape[0]:
-            values = [cols[k][rows[direct]].tolist() for k in self.names]
-            rows_of = zip(*values, strict=True) if values else iter(lambda: (), None)
-            if self.has_context:
-                decided = block.ts[fi[direct, 7] - k0].tolist()
-                contexts = [dict(engine.context.as_of(int(t))) for t in decided]
-            else:
-                contexts = [{}] * direct.shape[0]
-            keys = fi[direct, 3].tolist()
-            self.snap.update(zip(keys, zip(rows_of, contexts, strict=False), strict=False))
-        for f in np.flatnonzero((tags == K.TAG_SIGNAL) & (rows < 0)).tolist():
+        late = np.flatnonzero((tags == K.TAG_SIGNAL) & (rows < 0))
+        new_oid = [fi[direct, 3]]
+        new_val = [
+            np.column_stack([cols[k][rows[direct]] for k in self.names])
+            if self.names
+            else np.empty((direct.shape[0], 0))
+        ]
+        if self.has_context:
+            for f in direct.tolist():
+                decided = int(block.ts[fi[f, 7] - k0])
+                self.snap_ctx[oids[f]] = dict(engine.context.as_of(decided))
+        for f in late.tolist():
             oid = oids[f]
             got = self.carried.pop(oid, None)
             if got is None:
                 got = _late_snapshot(engine, int(fi[f, 2]), int(fi[f, 7]), k0, block)
-            self.snap[oid] = (tuple(got[0].get(k, float("nan")) for k in self.names), got[1])
+            new_oid.append(np.array([oid], dtype=np.int64))
+            row = [got[0].get(k, float("nan")) for k in self.names]
+            new_val.append(np.array([row], dtype=np.float64).reshape(1, len(self.names)))
+            if self.has_context:
+                self.snap_ctx[oid] = got[1]
+        if direct.shape[0] or late.shape[0]:
+            all_oid = np.concatenate([self.snap_oid, *new_oid])
+            all_val = np.concatenate([self.snap_val, *new_val])
+            order = np.argsort(all_oid, kind="stable")
+            self.snap_oid, self.snap_val = all_oid[order], all_val[order]
         reasons: list[str | None] = [None] * fi.shape[0]
         for f in np.flatnonzero(fi[:, 5] == K.REASON_RESIZED).tolist():
             signed, price, requested, need, cash = (
@@ -338,27 +350,28 @@ class _Books:
         reasons = [_TAGS[t] or "signal" for t in tags]
         cols = closed_columns(ci, cf, ids, reasons)
         nan = float("nan")
-        empty: tuple[tuple[float, ...], dict[str, float]] = (
-            tuple(nan for _ in self.names),
-            {},
-        )
-        entry = [self.snap.get(o, empty) for o in ci[:, KT.CI_ENTRY_OID].tolist()]
-        exit_ = [
-            self.snap.get(o, empty) if t == K.TAG_SIGNAL else empty
-            for o, t in zip(ci[:, KT.CI_EXIT_OID].tolist(), tags, strict=True)
-        ]
-        for prefix, snaps in (("entry_signal_", entry), ("exit_signal_", exit_)):
+        entry_oid = ci[:, KT.CI_ENTRY_OID]
+        exit_oid = np.where(ci[:, KT.CI_EXIT_TAG] == K.TAG_SIGNAL, ci[:, KT.CI_EXIT_OID], -1)
+        for prefix, wanted in (("entry_", entry_oid), ("exit_", exit_oid)):
+            values = self.snapshot_values(wanted)
             for j, name in enumerate(self.names):
-                cols[prefix + name] = [s[0][j] for s in snaps]
-        for prefix, snaps in (("entry_context_", entry), ("exit_context_", exit_)):
+                cols[f"{prefix}signal_{name}"] = values[:, j]
             for name in self.engine.context.names:
-                cols[prefix + name] = [s[1].get(name, nan) for s in snaps]
+                cols[f"{prefix}context_{name}"] = [
+                    self.snap_ctx.get(o, {}).get(name, nan) for o in wanted.tolist()
+                ]
         self.pf.trades.bulk.append(cols)
-        st = self.state
-        still_open = set(st.tr_i[st.tr_i[:, KT.TI_OPEN] == 1, KT.TI_ENTRY_OID].tolist())
-        for o in (*ci[:, KT.CI_ENTRY_OID].tolist(), *ci[:, KT.CI_EXIT_OID].tolist()):
-            if o not in still_open:  # a flip's fill also opened the trade now running
-                self.snap.pop(o, None)
+
+    def snapshot_values(self, oids: np.ndarray) -> np.ndarray:
+        """Signal values at the decision of each order id (NaN rows for unknown ids)."""
+        out = np.full((oids.shape[0], len(self.names)), np.nan)
+        if not self.snap_oid.shape[0]:
+            return out
+        at = np.searchsorted(self.snap_oid, oids)
+        at = np.minimum(at, self.snap_oid.shape[0] - 1)
+        found = self.snap_oid[at] == oids
+        out[found] = self.snap_val[at[found]]
+        return out
 
     def carry(self, block: Block, k0: int) -> None:
         """Snapshot orders still working at the end of a block (their rows expire)."""
@@ -398,9 +411,10 @@ class _Books:
         tracker._next_id = int(st.st_i[K.S_NEXT_TRADE])
         for c in np.flatnonzero(st.tr_i[:, KT.TI_OPEN]).tolist():
             ti, tf = st.tr_i[c], st.tr_f[c]
-            values, context = self.snap.get(int(ti[KT.TI_ENTRY_OID]), ((), {}))
-            signals = dict(zip(self.names, values, strict=False))
-            holder = _Order(int(ti[KT.TI_ENTRY_OID]), None, signals, context)
+            oid = int(ti[KT.TI_ENTRY_OID])
+            values = self.snapshot_values(np.array([oid], dtype=np.int64))[0].tolist()
+            signals = dict(zip(self.names, values, strict=True))
+            holder = _Order(oid, None, signals, self.snap_ctx.get(oid, {}))
             trade = OpenTrade(
                 int(ti[KT.TI_ID]),
                 c,
