@@ -60,9 +60,9 @@ def where(row: dict[str, object], has_asset: bool, timezone: str | None = None) 
     return text
 
 
-def _any_problem(df: pl.DataFrame, value_columns: list[str]) -> bool:
+def _any_problem(df: pl.DataFrame, value_columns: list[str], keys_checked: bool = False) -> bool:
     """Run every row check in one parallel polars query; True if any fails."""
-    cols = [TS, ASSET] if ASSET in df.columns else [TS]
+    cols = [] if keys_checked else [TS, ASSET] if ASSET in df.columns else [TS]
     px = [pl.col(c) for c in OHLC]
     checks = [
         *(pl.col(c).is_null().any() for c in cols),
@@ -75,24 +75,30 @@ def _any_problem(df: pl.DataFrame, value_columns: list[str]) -> bool:
             for c in ("close", "open")
         ),
         *(pl.col(c).is_infinite().any() for c in value_columns),
-        (pl.col(TS).diff() < 0).any(),
-        _maybe_duplicated(df),
     ]
+    if not keys_checked:
+        checks += [(pl.col(TS).diff() < 0).any(), _maybe_duplicated(df)]
     flags = df.select(pl.any_horizontal(checks).alias("bad"))
     return bool(flags["bad"][0])
 
 
 def validate_rows(
-    df: pl.DataFrame, source: str, value_columns: list[str], timezone: str | None = None
+    df: pl.DataFrame,
+    source: str,
+    value_columns: list[str],
+    timezone: str | None = None,
+    keys_checked: bool = False,
 ) -> None:
     """Validate prices, volume and value columns of a normalised frame.
 
     ``df`` has columns ``timestamp`` (int64 ns), optional ``asset_id``, OHLCV, the value
     columns and the source row number. All checks run in one parallel pass; only when
     one fails are they repeated one by one to find and name the first offending row.
+    ``keys_checked``: the timestamps and assets (nulls, order, duplicates) were already
+    checked for the whole source (a lazy feed's key scan), so the screen skips them.
     Raises :class:`DataValidationError` on the first failing check.
     """
-    if not df.height or not _any_problem(df, value_columns):
+    if not df.height or not _any_problem(df, value_columns, keys_checked):
         return
     has_asset = ASSET in df.columns
     key_cols = [TS, ASSET] if has_asset else [TS]

@@ -387,7 +387,7 @@ class PolarsDataFeed:
             raise DataValidationError(f"{self.name}: cannot read the data: {exc}") from exc
         df = df.with_row_index(ROW, offset=first_row)  # source row numbers, for messages
         self._next_load = (end_ns, first_row + df.height)
-        validate_rows(df, self.name, self._value_cols, self.timezone)
+        validate_rows(df, self.name, self._value_cols, self.timezone, keys_checked=True)
         if self._has_asset_col:
             extra = set(df[ASSET].unique().to_list()) - set(self.asset_ids)
             if extra:  # pragma: no cover - the data changed under us
@@ -480,8 +480,9 @@ def _timezone_of(dtype: pl.DataType, col: str, source: str) -> str | None:
 
 
 def _f64(series: pl.Series) -> np.ndarray:
-    arr = series.fill_null(float("nan")).to_numpy()
-    return np.ascontiguousarray(arr, dtype=np.float64)
+    if series.null_count():  # nulls become NaN (signals may have them)
+        series = series.fill_null(float("nan"))
+    return np.ascontiguousarray(series.to_numpy(), dtype=np.float64)
 
 
 _DURATION = re.compile(r"^(\d+)\s*(mo|months?|w|weeks?|d|days?|y|years?)$")
