@@ -208,6 +208,7 @@ class PolarsDataFeed:
         self._next_load: tuple[int, int] | None = None
         self._has_asset_col = asset_col is not None
         self._asset_col = asset_col
+        self._asset_dtype = schema[asset_col] if asset_col is not None else None
         self._single_asset = asset_id
         row_bytes = 8 * (len(PRICE_COLUMNS) + len(self._value_cols)) + 8 + 4
         #: the duration part of ``chunk_size`` (read by the clock), or None
@@ -284,16 +285,15 @@ class PolarsDataFeed:
         ts_expr = self._exprs[0]
         try:
             if self._asset_col is not None:
-                names = src.select(pl.col(self._asset_col).cast(pl.String).unique())
-                found = names.collect(engine="streaming").to_series()
-                self.asset_ids: tuple[str, ...] = tuple(
-                    sorted(a for a in found.to_list() if a is not None)
-                )
-                enum = pl.Enum(list(self.asset_ids))
-                code = pl.col(self._asset_col).cast(pl.String).cast(enum).to_physical()
-                keys = src.select(ts_expr, code.alias(ASSET)).collect(engine="streaming")
+                asset = pl.col(self._asset_col)
+                if self._asset_dtype not in (pl.String, pl.Categorical) and not isinstance(
+                    self._asset_dtype, pl.Enum | pl.Categorical
+                ):
+                    asset = asset.cast(pl.String)
+                query = src.select(ts_expr, asset.cast(pl.Categorical).alias(ASSET))
+                keys = query.collect(engine="streaming")
             else:
-                self.asset_ids = (str(self._single_asset),)
+                self.asset_ids: tuple[str, ...] = (str(self._single_asset),)
                 keys = src.select(ts_expr).collect(engine="streaming")
         except pl.exceptions.PolarsError as exc:
             raise DataValidationError(f"{self.name}: cannot read the data: {exc}") from exc
@@ -308,11 +308,27 @@ class PolarsDataFeed:
                 f"{self.name}: column 'asset_id' has a null value at row {row}"
             )
         ts = keys[TS].to_numpy()
-        codes = keys[ASSET].to_numpy() if self._has_asset_col else None
+        codes = self._sorted_codes(keys[ASSET]) if self._has_asset_col else None
         self._check_keys(ts, codes)
         self._bounds = (int(ts[0]), int(ts[-1])) if ts.shape[0] else (0, -1)
         if self.chunk_rows is not None:  # keep rows per timestamp, not every key
             self._key_counts = _timestamp_counts(ts)
+
+    def _sorted_codes(self, assets: pl.Series) -> np.ndarray:
+        """Set ``asset_ids`` (sorted) and return each row's index into them.
+
+        ``assets`` is Categorical: its distinct values are few, so the ids come from them
+        and a small lookup table maps each row's physical code to the sorted position.
+        """
+        distinct = assets.unique()
+        names = distinct.cast(pl.String).to_list()
+        physical = distinct.to_physical().to_numpy().astype(np.int64)
+        order = sorted(range(len(names)), key=lambda i: names[i])
+        self.asset_ids = tuple(names[i] for i in order)
+        lut = np.zeros(int(physical.max()) + 1 if physical.shape[0] else 1, dtype=np.uint32)
+        lut[physical[order]] = np.arange(len(order), dtype=np.uint32)
+        codes: np.ndarray = lut[assets.to_physical().to_numpy()]
+        return codes
 
     def _check_keys(self, ts: np.ndarray, codes: np.ndarray | None) -> None:
         """Raise on decreasing timestamps or a repeated (timestamp, asset) pair."""
