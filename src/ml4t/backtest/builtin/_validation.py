@@ -156,15 +156,23 @@ def check_order(df: pl.DataFrame, source: str, timezone: str | None = None) -> N
     has_asset = ASSET in df.columns
     row = first_row_where(df, pl.col(TS).diff() < 0)
     if row is not None:
-        at = where(row, has_asset, timezone)
-        raise DataValidationError(
-            f"{source}: column 'timestamp' is not sorted ascending: {at} comes after a later "
-            "timestamp; sort the data by timestamp first"
-        )
+        raise unsorted_error(source, where(row, has_asset, timezone))
     row = first_row_where(df, _duplicated(df))
     if row is not None:
-        what = "(timestamp, asset) pair" if has_asset else "timestamp"
-        raise DataValidationError(
-            f"{source}: duplicate {what} at {where(row, has_asset, timezone)}; each asset may have "
-            "one bar per timestamp"
-        )
+        raise duplicate_error(source, has_asset, where(row, has_asset, timezone))
+
+
+def unsorted_error(source: str, at: str) -> DataValidationError:
+    """The error for a timestamp that comes after a later one (``at`` names the row)."""
+    return DataValidationError(
+        f"{source}: column 'timestamp' is not sorted ascending: {at} comes after a later "
+        "timestamp; sort the data by timestamp first"
+    )
+
+
+def duplicate_error(source: str, has_asset: bool, at: str) -> DataValidationError:
+    """The error for a repeated (timestamp, asset) pair, or timestamp of a single asset."""
+    what = "(timestamp, asset) pair" if has_asset else "timestamp"
+    return DataValidationError(
+        f"{source}: duplicate {what} at {at}; each asset may have one bar per timestamp"
+    )

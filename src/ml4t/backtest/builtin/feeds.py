@@ -29,7 +29,15 @@ from ..core.data import (
 from ..errors import DataValidationError
 from ..hookspecs import hookimpl
 from ..io import FeedSource, read_ohlcv_csv, to_polars
-from ._validation import ASSET, ROW, TS, validate_rows, where
+from ._validation import (
+    ASSET,
+    ROW,
+    TS,
+    duplicate_error,
+    unsorted_error,
+    validate_rows,
+    where,
+)
 from .signal_data import SignalData, read_signal_data
 
 if TYPE_CHECKING:
@@ -342,12 +350,8 @@ class PolarsDataFeed:
 
         down = np.flatnonzero(ts[1:] < ts[:-1])
         if down.shape[0]:
-            raise DataValidationError(
-                f"{self.name}: column 'timestamp' is not sorted ascending: {at(int(down[0]) + 1)} "
-                "comes after a later timestamp; sort the data by timestamp first"
-            )
+            raise unsorted_error(self.name, at(int(down[0]) + 1))
         same = ts[1:] == ts[:-1]
-        what = "(timestamp, asset) pair" if has_asset else "timestamp"
         if codes is None:
             dup = np.flatnonzero(same)
         elif (same & (codes[1:] < codes[:-1])).any():  # assets unordered within a timestamp
@@ -359,10 +363,7 @@ class PolarsDataFeed:
         else:
             dup = np.flatnonzero(same & (codes[1:] == codes[:-1]))
         if dup.shape[0]:
-            raise DataValidationError(
-                f"{self.name}: duplicate {what} at {at(int(dup[0]))}; each asset may have one "
-                "bar per timestamp"
-            )
+            raise duplicate_error(self.name, has_asset, at(int(dup[0])))
 
     def _set_assets(self, df: pl.DataFrame) -> None:
         if self._has_asset_col:  # in-memory frames (lazy sources: _scan_lazy)

@@ -199,13 +199,13 @@ class FillEngine:
                 self._reject(order, _short_text(order, pf.qty[order._code], q, problem))
             elif st == ST_NO_CASH:
                 asset = order.asset_id
-                self._reject(order, _cash_text(need, q, asset, price, pf.cash))
+                self._reject(order, cash_text(need, q, asset, price, pf.cash))
             else:
                 reason = None
                 if st == ST_RESIZED:
                     asked = quantity[j]
-                    why = _cash_text(need, asked, order.asset_id, price, pf.cash)
-                    reason = f"resized from {asked:g} to {q:g}: {why}"
+                    why = cash_text(need, asked, order.asset_id, price, pf.cash)
+                    reason = resized_text(asked, q, why)
                 self._book(
                     chunk, order, row, b, ts, index, q, price, price, commission, 0.0, reason
                 )
@@ -457,7 +457,7 @@ class FillEngine:
             )
             if cost > pf.cash + _EPS * max(1.0, abs(pf.cash)):
                 best = self._affordable(price * pf.mult[code], pf.cash, code)
-                why = _cash_text(cost, quantity, pf.asset_ids[code], price, pf.cash)
+                why = cash_text(cost, quantity, pf.asset_ids[code], price, pf.cash)
         limits = self._limits
         if limits is not None:
             net, gross = pf.mark()  # one pass: futures count their P&L in net, so
@@ -494,7 +494,7 @@ class FillEngine:
                     order, f"{why}; the affordable {new:g} is below the minimum order size"
                 )
                 return None
-            return new, f"resized from {quantity:g} to {new:g}: {why}"
+            return new, resized_text(quantity, new, why)
         self._reject(order, why)
         return None
 
@@ -550,11 +550,17 @@ def _short_text(order: Order, held: float, quantity: float, problem: str) -> str
     )
 
 
-def _cash_text(cost: float, quantity: float, asset_id: str, price: float, cash: float) -> str:
+def cash_text(cost: float, quantity: float, asset_id: str, price: float, cash: float) -> str:
+    """The reason an order does not fit in the cash (also used by the compiled path)."""
     return (
         f"insufficient cash: need {cost:,.2f} to buy {quantity:g} {asset_id} at {price:,.4f}, "
         f"have {cash:,.2f}"
     )
+
+
+def resized_text(asked: float, filled: float, why: str) -> str:
+    """The reason recorded on a fill the cash policy resized."""
+    return f"resized from {asked:g} to {filled:g}: {why}"
 
 
 def _plain_market(order: Order) -> bool:

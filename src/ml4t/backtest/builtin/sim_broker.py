@@ -417,7 +417,7 @@ class SimulationBroker(OrderEntry, FillEngine, OrderLinks):
 
         Only valid when :meth:`kernel_problem` returns None.
         """
-        from ..kernels import signal as K
+        from ..kernels import _layout as K
 
         ck, cparams = kernel_formula(self.commission_model, "calculate")  # type: ignore[misc]
         sk, sparams = kernel_formula(self.slippage_model, "fill_price")  # type: ignore[misc]

@@ -345,29 +345,8 @@ class BacktestEngine:
                 return compiled_result
         t0 = time.perf_counter()
         clock, broker, strategy = self.clock, self.broker, self.strategy
-        extra: dict[str, tuple[np.ndarray, ...]] = {}
-        for f in self.feeds:
-            extra.update(f.context_frames())
-        self.context.bind(clock, clock.timezone, extra)
-        self.outside_session_bars, self._outside_first, self._session_index = 0, None, -1
-        windows = clock.windows()
-        self._progress = progress
-        self._span = (windows[0][0], windows[-1][1]) if windows else (0, 1)
-        if self.calendar is not None and windows:
-            self.calendar.bind(windows[0][0], windows[-1][1] - 1, clock.timezone)
-        broker.setup(clock.asset_ids, self, clock)
-        check_columns = getattr(broker, "check_columns", None)
-        if check_columns is not None:
-            check_columns((*clock.signal_names, *clock.indicator_names))
-        self._start_session = getattr(broker, "start_session", None)
-        self.history = History(clock, self.history_bars)
+        self._prepare_run(progress)
         pf = broker.portfolio
-        pf.price_of = self.price_of
-        pf.trades.scanner = self.history.extremes
-        clock.override_ns, clock.base_index, clock.i = -1, 0, 0
-        self._chunk = None
-        self._where = None
-        self._session_ts = None
         marker = Marker(pf.initial_cash, pf.mult, pf.is_future)
         ts_parts: list[np.ndarray] = []
         state = _SessionState()
@@ -449,6 +428,36 @@ class BacktestEngine:
                 partial_result=result,
             ) from exc
         return result
+
+    def _prepare_run(self, progress: Callable[[float], None] | None) -> None:
+        """Set up a run: context, windows, calendar, broker books, history, clock.
+
+        Shared by the event loop and the compiled path of a declarative strategy.
+        """
+        clock, broker = self.clock, self.broker
+        extra: dict[str, tuple[np.ndarray, ...]] = {}
+        for f in self.feeds:
+            extra.update(f.context_frames())
+        self.context.bind(clock, clock.timezone, extra)
+        self.outside_session_bars, self._outside_first, self._session_index = 0, None, -1
+        windows = clock.windows()
+        self._progress = progress
+        self._span = (windows[0][0], windows[-1][1]) if windows else (0, 1)
+        if self.calendar is not None and windows:
+            self.calendar.bind(windows[0][0], windows[-1][1] - 1, clock.timezone)
+        broker.setup(clock.asset_ids, self, clock)
+        check_columns = getattr(broker, "check_columns", None)
+        if check_columns is not None:
+            check_columns((*clock.signal_names, *clock.indicator_names))
+        self._start_session = getattr(broker, "start_session", None)
+        self.history = History(clock, self.history_bars)
+        pf = broker.portfolio
+        pf.price_of = self.price_of
+        pf.trades.scanner = self.history.extremes
+        clock.override_ns, clock.base_index, clock.i = -1, 0, 0
+        self._chunk = None
+        self._where = None
+        self._session_ts = None
 
     def _run_chunk(self, chunk: Chunk, state: _SessionState) -> None:
         """Run the per-bar loop over one chunk (the hot path)."""

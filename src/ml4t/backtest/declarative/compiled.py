@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..builtin.fills import cash_text, resized_text
 from ..core.marking import Marker
 from ..core.results import build_result
 from ..core.trades import OpenTrade, closed_columns
-from ..errors import ConfigError
+from ..kernels import _layout as L
 from ..kernels import signal as K
-from ..kernels import trades as KT
 from .rules import ConfidenceSizer, FixedSizer, PercentSizer, TopKSizer
 
 if TYPE_CHECKING:
@@ -86,7 +86,7 @@ class _State:
     """Kernel state carried across blocks (arrays indexed by asset code)."""
 
     def __init__(self, n: int, cash: float) -> None:
-        self.st_i = np.zeros(K.S_I_SIZE, dtype=np.int64)
+        self.st_i = np.zeros(L.S_I_SIZE, dtype=np.int64)
         self.st_f = np.array([cash, 0.0, 0.0])
         self.qty = np.zeros(n)
         self.avg = np.zeros(n)
@@ -101,7 +101,7 @@ class _State:
         self.g_tp = np.zeros(n)
         self.g_ref = np.zeros(n)
         self.tr_i = np.zeros((n, 7), dtype=np.int64)
-        self.tr_i[:, KT.TI_TRADED_K] = -1
+        self.tr_i[:, L.TI_TRADED_K] = -1
         self.tr_f = np.zeros((n, 11))
         self._pending(4 * n + 64)
         cap = 8 * n + 65_536
@@ -121,7 +121,7 @@ class _State:
             np.zeros(cap, dtype=np.int64),
         ]
         if old is not None:
-            n = int(self.st_i[K.S_PENDING])
+            n = int(self.st_i[L.S_PENDING])
             for new, cur in zip(arrays, self.pending_arrays(), strict=True):
                 new[:n] = cur[:n]
         self.p_code, self.p_side, self.p_qty, self.p_id, self.p_k, self.p_row = arrays
@@ -159,40 +159,40 @@ class _State:
 def _settings(engine: BacktestEngine, strategy: SignalStrategy) -> tuple[Any, ...]:
     broker = engine.broker
     ip, fp = broker.kernel_settings()
-    ip[K.IP_ASSETS] = len(engine.clock.asset_ids)
-    ip[K.IP_TIMING] = _TIMINGS[broker.fill_timing]
-    ip[K.IP_MODE] = _MODES.index(broker.intrabar)
-    ip[K.IP_TRAIL_CLOSE] = int(broker.trail_reference == "close")
-    ip[K.IP_EXIT_BASE_CLOSE] = int(broker.exit_base == "bar_close")
+    ip[L.IP_ASSETS] = len(engine.clock.asset_ids)
+    ip[L.IP_TIMING] = _TIMINGS[broker.fill_timing]
+    ip[L.IP_MODE] = _MODES.index(broker.intrabar)
+    ip[L.IP_TRAIL_CLOSE] = int(broker.trail_reference == "close")
+    ip[L.IP_EXIT_BASE_CLOSE] = int(broker.exit_base == "bar_close")
     columns = list(strategy.columns)
     sizer = strategy.position_sizer
     if isinstance(sizer, PercentSizer):
-        ip[K.IP_SIZER], fp[K.FP_SIZE_VALUE] = K.SZ_PERCENT, sizer.percent
+        ip[L.IP_SIZER], fp[L.FP_SIZE_VALUE] = L.SZ_PERCENT, sizer.percent
     elif isinstance(sizer, FixedSizer):
-        ip[K.IP_SIZER], fp[K.FP_SIZE_VALUE] = K.SZ_FIXED, sizer.quantity
+        ip[L.IP_SIZER], fp[L.FP_SIZE_VALUE] = L.SZ_FIXED, sizer.quantity
     elif isinstance(sizer, ConfidenceSizer):
-        ip[K.IP_SIZER], fp[K.FP_SIZE_VALUE] = K.SZ_CONFIDENCE, sizer.max_percent
-        fp[K.FP_MIN_CONF] = sizer.min_confidence
-        ip[K.IP_SIZER_COL] = columns.index(sizer.column)
+        ip[L.IP_SIZER], fp[L.FP_SIZE_VALUE] = L.SZ_CONFIDENCE, sizer.max_percent
+        fp[L.FP_MIN_CONF] = sizer.min_confidence
+        ip[L.IP_SIZER_COL] = columns.index(sizer.column)
     else:
         assert isinstance(sizer, TopKSizer)
-        ip[K.IP_SIZER], ip[K.IP_TOPK] = K.SZ_TOPK, sizer.k
-        ip[K.IP_SIZER_COL] = columns.index(sizer.column)
+        ip[L.IP_SIZER], ip[L.IP_TOPK] = L.SZ_TOPK, sizer.k
+        ip[L.IP_SIZER_COL] = columns.index(sizer.column)
     exits = strategy.exits if strategy.exits is not None else broker.exits
     if exits is not None:
-        ip[K.IP_HAS_EXITS] = 1
+        ip[L.IP_HAS_EXITS] = 1
         for attr, slot in (
-            ("stop_loss", K.FP_SL),
-            ("take_profit", K.FP_TP),
-            ("trailing_stop", K.FP_TRAIL_PCT),
-            ("trailing_amount", K.FP_TRAIL_AMT),
+            ("stop_loss", L.FP_SL),
+            ("take_profit", L.FP_TP),
+            ("trailing_stop", L.FP_TRAIL_PCT),
+            ("trailing_amount", L.FP_TRAIL_AMT),
         ):
             value = getattr(exits, attr)
             if value is not None:
                 fp[slot] = value
-        ip[K.IP_MAX_BARS] = exits.max_bars or 0
-    kinds = {"signal_above": K.R_ABOVE, "signal_below": K.R_BELOW, "signal_between": K.R_BETWEEN}
-    kinds.update(in_position=K.R_IN, not_in_position=K.R_NOT_IN)
+        ip[L.IP_MAX_BARS] = exits.max_bars or 0
+    kinds = {"signal_above": L.R_ABOVE, "signal_below": L.R_BELOW, "signal_between": L.R_BETWEEN}
+    kinds.update(in_position=L.R_IN, not_in_position=L.R_NOT_IN)
     rules = [(r, 0) for r in strategy.entry_rules] + [(r, 1) for r in strategy.exit_signals]
     rules_i = np.zeros((len(rules), 3), dtype=np.int64)
     rules_f = np.zeros((len(rules), 2))
@@ -200,7 +200,6 @@ def _settings(engine: BacktestEngine, strategy: SignalStrategy) -> tuple[Any, ..
         col = columns.index(rule.column) if rule.column else 0
         rules_i[j] = (kinds[rule.kind], col, is_exit)
         rules_f[j] = (rule.low, rule.high)
-    ip[K.IP_RULES] = len(rules)
     return ip, fp, rules_i, rules_f, columns
 
 
@@ -209,7 +208,7 @@ def _warm_up(ip: np.ndarray, fp: np.ndarray, rules_i: np.ndarray, rules_f: np.nd
     t0 = time.perf_counter()
     state = _State(1, 1.0)
     ip1 = ip.copy()
-    ip1[K.IP_ASSETS] = 1
+    ip1[L.IP_ASSETS] = 1
     empty = np.zeros(0)
     none = np.zeros(0, dtype=np.int64)
     K.signal_run_nb(  # type: ignore[call-arg]
@@ -257,14 +256,14 @@ class _Books:
     def drain(self, block: Block, k0: int) -> None:
         """Book the fills and closed trades the kernel produced since the last drain."""
         st = self.state
-        n = int(st.st_i[K.S_FILLS])
+        n = int(st.st_i[L.S_FILLS])
         if n:
             self._fills(block, k0, st.f_i[:n], st.f_f[:n])
-            st.st_i[K.S_FILLS] = 0
-        m = int(st.st_i[K.S_TRADES])
+            st.st_i[L.S_FILLS] = 0
+        m = int(st.st_i[L.S_TRADES])
         if m:
             self._trades(st.c_i[:m], st.c_f[:m])
-            st.st_i[K.S_TRADES] = 0
+            st.st_i[L.S_TRADES] = 0
 
     def _fills(self, block: Block, k0: int, fi: np.ndarray, ff: np.ndarray) -> None:
         engine, pf = self.engine, self.pf
@@ -274,8 +273,8 @@ class _Books:
         tags = fi[:, 4]
         rows = fi[:, 6]
         oids = fi[:, 3].tolist()
-        direct = np.flatnonzero((tags == K.TAG_SIGNAL) & (rows >= 0))
-        late = np.flatnonzero((tags == K.TAG_SIGNAL) & (rows < 0))
+        direct = np.flatnonzero((tags == L.TAG_SIGNAL) & (rows >= 0))
+        late = np.flatnonzero((tags == L.TAG_SIGNAL) & (rows < 0))
         new_oid = [fi[direct, 3]]
         new_val = [
             np.column_stack([cols[k][rows[direct]] for k in self.names])
@@ -302,19 +301,10 @@ class _Books:
             order = np.argsort(all_oid, kind="stable")
             self.snap_oid, self.snap_val = all_oid[order], all_val[order]
         reasons: list[str | None] = [None] * fi.shape[0]
-        for f in np.flatnonzero(fi[:, 5] == K.REASON_RESIZED).tolist():
-            signed, price, requested, need, cash = (
-                ff[f, 0],
-                ff[f, 1],
-                ff[f, 5],
-                ff[f, 6],
-                ff[f, 7],
-            )
-            why = (
-                f"insufficient cash: need {need:,.2f} to buy {requested:g} {ids[fi[f, 2]]} at "
-                f"{price:,.4f}, have {cash:,.2f}"
-            )
-            reasons[f] = f"resized from {requested:g} to {abs(signed):g}: {why}"
+        for f in np.flatnonzero(fi[:, 5] == L.REASON_RESIZED).tolist():
+            signed, price, requested, need, cash = ff[f, [0, 1, 5, 6, 7]].tolist()
+            why = cash_text(need, requested, ids[fi[f, 2]], price, cash)
+            reasons[f] = resized_text(requested, abs(signed), why)
         m = fi.shape[0]
         pf.fills.extend_columns(
             (
@@ -327,31 +317,31 @@ class _Books:
                 ff[:, 2],
                 ff[:, 3],
                 [_TAGS[t] for t in tags.tolist()],
-                ff[:, K.FF_REALIZED],
+                ff[:, L.FF_REALIZED],
                 fi[:, 2],
-                ff[:, K.FF_CASH_AFTER],
-                ff[:, K.FF_QTY_AFTER],
+                ff[:, L.FF_CASH_AFTER],
+                ff[:, L.FF_QTY_AFTER],
                 np.zeros(m),
                 ["fill"] * m,
-                ff[:, K.FF_AVG_AFTER],
+                ff[:, L.FF_AVG_AFTER],
                 np.zeros(m),
                 reasons,
                 np.zeros(m),
             )
         )
         realized = pf.realized
-        for code, value in zip(fi[:, 2].tolist(), ff[:, K.FF_REALIZED].tolist(), strict=True):
+        for code, value in zip(fi[:, 2].tolist(), ff[:, L.FF_REALIZED].tolist(), strict=True):
             if value:
                 realized[code] += value
 
     def _trades(self, ci: np.ndarray, cf: np.ndarray) -> None:
         ids = self.engine.clock.asset_ids
-        tags = ci[:, KT.CI_EXIT_TAG].tolist()
+        tags = ci[:, L.CI_EXIT_TAG].tolist()
         reasons = [_TAGS[t] or "signal" for t in tags]
         cols = closed_columns(ci, cf, ids, reasons)
         nan = float("nan")
-        entry_oid = ci[:, KT.CI_ENTRY_OID]
-        exit_oid = np.where(ci[:, KT.CI_EXIT_TAG] == K.TAG_SIGNAL, ci[:, KT.CI_EXIT_OID], -1)
+        entry_oid = ci[:, L.CI_ENTRY_OID]
+        exit_oid = np.where(ci[:, L.CI_EXIT_TAG] == L.TAG_SIGNAL, ci[:, L.CI_EXIT_OID], -1)
         for prefix, wanted in (("entry_", entry_oid), ("exit_", exit_oid)):
             values = self.snapshot_values(wanted)
             for j, name in enumerate(self.names):
@@ -377,7 +367,7 @@ class _Books:
         """Snapshot orders still working at the end of a block (their rows expire)."""
         st = self.state
         engine = self.engine
-        for j in range(int(st.st_i[K.S_PENDING])):
+        for j in range(int(st.st_i[L.S_PENDING])):
             oid = int(st.p_id[j])
             row = int(st.p_row[j])
             if oid in self.carried:
@@ -399,29 +389,29 @@ class _Books:
     def finish(self, last_ts: int) -> None:
         """Copy the final state into the portfolio; open trades go to the trade tracker."""
         st, pf = self.state, self.pf
-        pf.cash = float(st.st_f[K.S_CASH])
-        pf.total_commission = float(st.st_f[K.S_COMMISSION])
-        pf.total_slippage = float(st.st_f[K.S_SLIPPAGE])
+        pf.cash = float(st.st_f[L.S_CASH])
+        pf.total_commission = float(st.st_f[L.S_COMMISSION])
+        pf.total_slippage = float(st.st_f[L.S_SLIPPAGE])
         for c in range(len(pf.asset_ids)):
             pf.qty[c] = float(st.qty[c])
             pf.avg_cost[c] = float(st.avg[c])
-        for c in st.held[: int(st.st_i[K.S_HELD])].tolist():
+        for c in st.held[: int(st.st_i[L.S_HELD])].tolist():
             pf._set_held(c, pf.asset_ids[c], pf.qty[c])
         tracker = pf.trades
-        tracker._next_id = int(st.st_i[K.S_NEXT_TRADE])
-        for c in np.flatnonzero(st.tr_i[:, KT.TI_OPEN]).tolist():
+        tracker._next_id = int(st.st_i[L.S_NEXT_TRADE])
+        for c in np.flatnonzero(st.tr_i[:, L.TI_OPEN]).tolist():
             ti, tf = st.tr_i[c], st.tr_f[c]
-            oid = int(ti[KT.TI_ENTRY_OID])
+            oid = int(ti[L.TI_ENTRY_OID])
             values = self.snapshot_values(np.array([oid], dtype=np.int64))[0].tolist()
             signals = dict(zip(self.names, values, strict=True))
             holder = _Order(oid, None, signals, self.snap_ctx.get(oid, {}))
             trade = OpenTrade(
-                int(ti[KT.TI_ID]),
+                int(ti[L.TI_ID]),
                 c,
                 pf.asset_ids[c],
-                int(ti[KT.TI_DIR]),
-                int(ti[KT.TI_ENTRY_TS]),
-                int(ti[KT.TI_ENTRY_K]),
+                int(ti[L.TI_DIR]),
+                int(ti[L.TI_ENTRY_TS]),
+                int(ti[L.TI_ENTRY_K]),
                 holder,
             )
             (
@@ -457,30 +447,12 @@ def run_compiled(
     engine: BacktestEngine, strategy: SignalStrategy, progress: Callable[[float], None] | None
 ) -> BacktestResult:
     """Run the backtest in the kernel and build the result exactly as the engine does."""
-    from ..core.history import History
-
     t_start = time.perf_counter()
     clock, broker = engine.clock, engine.broker
-    extra: dict[str, tuple[np.ndarray, ...]] = {}
-    for f in engine.feeds:
-        extra.update(f.context_frames())
-    engine.context.bind(clock, clock.timezone, extra)
-    windows = clock.windows()
-    broker.setup(clock.asset_ids, engine, clock)
-    engine.history = History(clock, engine.history_bars)
+    engine._prepare_run(progress)
     pf = broker.portfolio
-    pf.price_of = engine.price_of
-    pf.trades.scanner = engine.history.extremes
-    clock.override_ns, clock.base_index, clock.i = -1, 0, 0
-    engine._chunk = None
     strategy._bind(engine)
-    available = set(strategy.batch_columns())
-    missing = [c for c in strategy.columns if c not in available]
-    if missing:
-        raise ConfigError(
-            f"SignalStrategy uses column(s) {missing} that the feeds do not provide as "
-            f"signals or indicators (have: {sorted(available)})"
-        )
+    strategy.check_columns()
     pm = engine.plugin_manager
     if pm.has_impls("ml4t_run_start"):
         pm.call_hook("ml4t_run_start", engine=engine)
@@ -492,7 +464,7 @@ def run_compiled(
     ts_parts: list[np.ndarray] = []
     k0 = 0
     kernel_seconds = 0.0
-    span = (windows[0][0], windows[-1][1]) if windows else (0, 1)
+    span = engine._span
     last_ts = -1
     for block in clock.blocks():
         engine.history.add_block(block)
@@ -531,7 +503,7 @@ def run_compiled(
             books.drain(block, k0)
             if t >= T:
                 break
-            need = state.st_i[K.S_PENDING] + int(offsets[t + 1] - offsets[t]) + len(clock.asset_ids)
+            need = state.st_i[L.S_PENDING] + int(offsets[t + 1] - offsets[t]) + len(clock.asset_ids)
             if need > state.p_code.shape[0]:
                 state._pending(2 * state.p_code.shape[0])
         books.carry(block, k0)
@@ -557,7 +529,7 @@ def run_compiled(
     result = build_result(
         engine, ts_parts, marker.arrays(), time.perf_counter() - t_start, complete=True
     )
-    result.metrics["num_rejected_orders"] = int(state.st_i[K.S_REJECTED])
+    result.metrics["num_rejected_orders"] = int(state.st_i[L.S_REJECTED])
     if pm.has_impls("ml4t_run_end"):
         pm.call_hook("ml4t_run_end", engine=engine, result=result)
     strategy.on_end(result)

@@ -146,21 +146,21 @@ class SignalStrategy(BatchStrategy):
     # --- the event path ------------------------------------------------------------------
     def on_start(self) -> None:
         """Check the signal columns and install the position exits on every asset."""
-        available = set(self.batch_columns())
+        self.check_columns()
+        if self.exits is not None:
+            for asset in self._pf.asset_ids:
+                self.set_exits(asset, self.exits)
+
+    def check_columns(self) -> None:
+        """Raise ConfigError if a rule or sizer names a column the feeds do not provide."""
+        clock = self._engine.clock
+        available = {*clock.signal_names, *clock.indicator_names}
         missing = [c for c in self.columns if c not in available]
         if missing:
             raise ConfigError(
                 f"SignalStrategy uses column(s) {missing} that the feeds do not provide as "
                 f"signals or indicators (have: {sorted(available)})"
             )
-        if self.exits is not None:
-            for asset in self._pf.asset_ids:
-                self.set_exits(asset, self.exits)
-
-    def batch_columns(self) -> tuple[str, ...]:
-        """Return the signal and indicator columns of the engine's feeds."""
-        clock = self._engine.clock
-        return (*clock.signal_names, *clock.indicator_names)
 
     def on_timestamp(
         self, timestamp: datetime, asset_batch: pl.DataFrame, context: Context

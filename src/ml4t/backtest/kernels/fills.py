@@ -8,7 +8,7 @@ positions each fill leaves for the next: the orders a batch strategy submits in 
 callback are matched together this way.
 
 Settings ``ip`` int64[IP_SIZE] / ``fp`` float64[FP_SIZE] use the layout of
-:mod:`ml4t.backtest.kernels.signal` (``IP_COMM``, ``IP_SLIP``, ``IP_CASH_POLICY``,
+:mod:`ml4t.backtest.kernels._layout` (``IP_COMM``, ``IP_SLIP``, ``IP_CASH_POLICY``,
 ``IP_SLIP_IN_BAR``; ``FP_COMM`` (3), ``FP_SLIP``, ``FP_LOT``).
 
 Batch shapes (``M`` orders in fill order, ``A`` assets): ``code`` int64[M], ``side``
@@ -22,14 +22,21 @@ from __future__ import annotations
 import numpy as np
 
 from ._jit import jit
+from ._layout import (
+    FP_COMM,
+    FP_LOT,
+    FP_SLIP,
+    IP_ALLOW_SHORT,
+    IP_CASH_POLICY,
+    IP_COMM,
+    IP_SLIP,
+    IP_SLIP_IN_BAR,
+)
 from .costs import commission_nb, slippage_nb
 
 __all__ = ["fill_terms_nb", "market_batch_nb", "round_lot_nb"]
 
 ST_FILLED, ST_BAD_PRICE, ST_SHORT, ST_NO_CASH, ST_RESIZED = 0, 1, 2, 3, 4
-# settings layout (shared with kernels.signal)
-IP_CASH_POLICY, IP_SLIP_IN_BAR, IP_COMM, IP_SLIP, IP_ALLOW_SHORT = 4, 6, 7, 8, 15
-FP_COMM, FP_SLIP, FP_LOT = 0, 3, 10
 
 _EPS = 1e-9
 _DUST = 1e-9

@@ -34,41 +34,61 @@ from __future__ import annotations
 import numpy as np
 
 from ._jit import jit, jit_inline
-from .fills import ST_FILLED, ST_RESIZED, fill_terms_nb, round_lot_nb
-from .matching import path_nb, touch_nb
-from .trades import (
+from ._layout import (
+    FF_AVG_AFTER,
+    FF_CASH_AFTER,
+    FF_QTY_AFTER,
+    FF_REALIZED,
+    FP_LOT,
+    FP_MIN_CONF,
+    FP_SIZE_VALUE,
+    FP_SL,
+    FP_TP,
+    FP_TRAIL_AMT,
+    FP_TRAIL_PCT,
+    IP_ASSETS,
+    IP_EXIT_BASE_CLOSE,
+    IP_EXIT_SLIP,
+    IP_HAS_EXITS,
+    IP_MAX_BARS,
+    IP_MODE,
+    IP_ONE_PER_BAR,
+    IP_SIZER,
+    IP_SIZER_COL,
+    IP_TIMING,
+    IP_TOPK,
+    IP_TRAIL_CLOSE,
+    R_ABOVE,
+    R_BELOW,
+    R_IN,
+    R_NOT_IN,
+    REASON_NONE,
+    REASON_RESIZED,
+    S_CASH,
+    S_COMMISSION,
+    S_FILLS,
+    S_HELD,
+    S_NEXT_ID,
+    S_PENDING,
+    S_REJECTED,
+    S_SLIPPAGE,
+    S_TRADES,
+    SZ_FIXED,
+    SZ_PERCENT,
+    SZ_TOPK,
+    TAG_SIGNAL,
+    TAG_STOP,
+    TAG_TAKE,
+    TAG_TIME,
+    TAG_TRAIL,
     TF_HI,
     TF_LO,
     TI_OPEN,
     TI_TRADED_K,
-    trade_on_fill_nb,
 )
-
-# --- settings layout --------------------------------------------------------------------
-IP_ASSETS, IP_TIMING, IP_MODE, IP_TRAIL_CLOSE, IP_CASH_POLICY = 0, 1, 2, 3, 4
-IP_EXIT_SLIP, IP_SLIP_IN_BAR, IP_COMM, IP_SLIP, IP_SIZER = 5, 6, 7, 8, 9
-IP_SIZER_COL, IP_TOPK, IP_HAS_EXITS, IP_MAX_BARS, IP_RULES = 10, 11, 12, 13, 14
-IP_ALLOW_SHORT, IP_ONE_PER_BAR, IP_EXIT_BASE_CLOSE = 15, 16, 17
-IP_SIZE = 18
-FP_COMM, FP_SLIP, FP_SIZE_VALUE, FP_MIN_CONF = 0, 3, 4, 5
-FP_SL, FP_TP, FP_TRAIL_PCT, FP_TRAIL_AMT, FP_LOT = 6, 7, 8, 9, 10
-FP_SIZE = 11
-# state
-S_HELD, S_PENDING, S_NEXT_ID, S_FILLS, S_REJECTED, S_TRADES, S_NEXT_TRADE = 0, 1, 2, 3, 4, 5, 6
-S_I_SIZE = 7
-# float state: cash, total commission, total slippage
-S_CASH, S_COMMISSION, S_SLIPPAGE = 0, 1, 2
-
-# fill outputs (f_f columns 8..11)
-FF_REALIZED, FF_CASH_AFTER, FF_QTY_AFTER, FF_AVG_AFTER = 8, 9, 10, 11
-# rule kinds
-R_ABOVE, R_BELOW, R_BETWEEN, R_IN, R_NOT_IN = 0, 1, 2, 3, 4
-# sizer kinds
-SZ_PERCENT, SZ_FIXED, SZ_CONFIDENCE, SZ_TOPK = 0, 1, 2, 3
-# fill tags (0: a strategy order) and group slots (tag - 1)
-TAG_SIGNAL, TAG_STOP, TAG_TAKE, TAG_TRAIL, TAG_TIME = 0, 1, 2, 3, 4
-# fill reasons
-REASON_NONE, REASON_RESIZED = 0, 1
+from .fills import ST_FILLED, ST_RESIZED, fill_terms_nb, round_lot_nb
+from .matching import path_nb, touch_nb
+from .trades import trade_on_fill_nb
 
 
 @jit_inline

@@ -12,15 +12,39 @@ from __future__ import annotations
 import numpy as np
 
 from ._jit import jit
+from ._layout import (
+    CI_CODE,
+    CI_DIR,
+    CI_ENTRY_K,
+    CI_ENTRY_OID,
+    CI_ENTRY_TS,
+    CI_EXIT_K,
+    CI_EXIT_OID,
+    CI_EXIT_TAG,
+    CI_EXIT_TS,
+    CI_ID,
+    S_NEXT_TRADE,
+    S_TRADES,
+    TF_EC,
+    TF_EQ,
+    TF_ES,
+    TF_EV,
+    TF_HI,
+    TF_LO,
+    TF_QTY,
+    TF_XC,
+    TF_XQ,
+    TF_XS,
+    TF_XV,
+    TI_DIR,
+    TI_ENTRY_K,
+    TI_ENTRY_OID,
+    TI_ENTRY_TS,
+    TI_ID,
+    TI_OPEN,
+)
 
 __all__ = ["trade_on_fill_nb"]
-
-S_TRADES, S_NEXT_TRADE = 5, 6
-# open trade (tr_i / tr_f columns) and closed trade (c_i / c_f columns) layouts
-TI_OPEN, TI_ID, TI_DIR, TI_ENTRY_K, TI_ENTRY_TS, TI_ENTRY_OID, TI_TRADED_K = 0, 1, 2, 3, 4, 5, 6
-TF_QTY, TF_EQ, TF_EV, TF_EC, TF_ES, TF_XQ, TF_XV, TF_XC, TF_XS, TF_HI, TF_LO = range(11)
-CI_ID, CI_CODE, CI_DIR, CI_ENTRY_K, CI_EXIT_K, CI_ENTRY_TS, CI_EXIT_TS = range(7)
-CI_ENTRY_OID, CI_EXIT_OID, CI_EXIT_TAG = 7, 8, 9
 
 
 @jit
