@@ -170,13 +170,23 @@ class AccountEvents:
         )
         broker._note_event(note)
         for code, signed in plan:
+            asset = self.pf.asset_ids[code]
+            for working in list(broker._pending):
+                if working._code == code and _adds_after_close(working):
+                    broker._finish(
+                        working,
+                        "cancelled",
+                        f"cancelled: margin call liquidates the {asset} position; working "
+                        "orders that would add exposure to it are cancelled",
+                    )
             side = OrderSide.BUY if signed > 0 else OrderSide.SELL
             order = Order(
-                self.pf.asset_ids[code],
+                asset,
                 side,
                 abs(signed),
                 OrderType.MARKET_ON_OPEN,
                 tag="margin_call",
+                reduce_only=True,
             )
             order._managed = "margin_call"
             broker._accept(order, code)
@@ -184,3 +194,14 @@ class AccountEvents:
     def _liquidating(self) -> bool:
         """Return True while a margin call's liquidation orders are still working."""
         return any(o._managed == "margin_call" and o.status.is_open for o in self.broker._pending)
+
+
+def _adds_after_close(order: Order) -> bool:
+    """Return True if a working strategy order would add exposure once the position is closed.
+
+    Reduce-only orders (and the broker's own position exits) cannot; a target order for a
+    flat position fills nothing; every other order would open a position again.
+    """
+    if not order.status.is_open or order._managed is not None or order.reduce_only:
+        return False
+    return order.target_quantity != 0.0

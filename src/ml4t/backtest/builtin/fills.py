@@ -20,7 +20,23 @@ from ..core.data import PRICE_COLUMNS, Chunk
 from ..core.events import FillEvent
 from ..core.orders import Order, OrderStatus, OrderType, TimeInForce
 from ..kernel_cache import drop_stale_cache
-from ..kernels.fills import ST_BAD_PRICE, ST_NO_CASH, ST_RESIZED, ST_SHORT, market_batch_nb
+from ..kernels.fills import (
+    ST_BAD_PRICE,
+    ST_CANCELLED,
+    ST_NO_CASH,
+    ST_RESIZED,
+    ST_SHORT,
+    market_batch_nb,
+)
+from ..kernels.intent import (
+    AT_TARGET,
+    CHANGED,
+    INTENT_NONE,
+    INTENT_REDUCE,
+    INTENT_TARGET,
+    RESOLVED,
+    resolve_intent,
+)
 from .accounts import qty_for_abs_cap
 from .matching import bar_path, match_order
 
@@ -179,33 +195,57 @@ class FillEngine:
         base = np.fromiter((b for _, _, b in batch), np.float64, m)
         high = np.fromiter((px["high"][r] for _, r, _ in batch), np.float64, m)
         low = np.fromiter((px["low"][r] for _, r, _ in batch), np.float64, m)
+        intent = np.fromiter((intent_of(o) for o, _, _ in batch), np.int64, m)
+        target = np.fromiter((_target(o) for o, _, _ in batch), np.float64, m)
         position = np.array(pf.qty, dtype=np.float64)
         cash = np.array([pf.cash])
         status = np.empty(m, dtype=np.int64)
-        out = np.empty((m, 5))
-        market_batch_nb(code, side, quantity, base, high, low, position, cash, ip, fp, status, out)
+        out = np.empty((m, 6))
+        market_batch_nb(
+            code,
+            side,
+            quantity,
+            base,
+            high,
+            low,
+            intent,
+            target,
+            position,
+            cash,
+            ip,
+            fp,
+            status,
+            out,
+        )
         terms = out.tolist()
-        for j, ((order, row, b), st, (q, price, commission, _, need)) in enumerate(
+        for j, ((order, row, b), st, (q, price, commission, _, need, resolved)) in enumerate(
             zip(batch, status.tolist(), terms, strict=True)
         ):
             if not order.status.is_open:
                 return j  # changed by a callback: the kernel's later terms no longer hold
-            if st == ST_BAD_PRICE:
+            held = pf.qty[order._code]
+            if st == ST_CANCELLED:
+                self._finish(order, "cancelled", intent_cancel_text(int(need), order, held))
+            elif st == ST_BAD_PRICE:
                 self._reject(order, self._bad_price_text(price))
             elif st == ST_SHORT:
                 problem = "short selling is disabled" + (
                     " (cash account)" if self.account == "cash" else ""
                 )
-                self._reject(order, _short_text(order, pf.qty[order._code], q, problem))
+                self._reject(order, _short_text(order, held, q, problem))
             elif st == ST_NO_CASH:
                 asset = order.asset_id
                 self._reject(order, cash_text(need, q, asset, price, pf.cash))
             else:
+                asked = quantity[j]
                 reason = None
+                if resolved != asked:  # a reduce-only or target order resolved differently
+                    reason = intent_change_reason(asked, resolved, order.target_quantity)
+                    order.quantity = order.filled_quantity + resolved
                 if st == ST_RESIZED:
-                    asked = quantity[j]
-                    why = cash_text(need, asked, order.asset_id, price, pf.cash)
-                    reason = resized_text(asked, q, why)
+                    why = cash_text(need, resolved, order.asset_id, price, pf.cash)
+                    resized = resized_text(resolved, q, why)
+                    reason = resized if reason is None else f"{resized}; {reason}"
                 self._book(
                     chunk, order, row, b, ts, index, q, price, price, commission, 0.0, reason
                 )
@@ -233,6 +273,20 @@ class FillEngine:
                 "(one_order_per_bar)",
             )
             return
+        total = order.quantity  # the order's total once resolved against the position
+        intent = intent_of(order)
+        if intent != INTENT_NONE:
+            held = pf.qty[code]
+            status, resolved = resolve_intent(
+                intent, side, quantity, _target(order), held, self._lot[code]
+            )
+            if status != RESOLVED:
+                if status != CHANGED:
+                    self._finish(order, "cancelled", intent_cancel_text(status, order, held))
+                    return
+                reason = intent_change_reason(quantity, resolved, order.target_quantity)
+                total = order.filled_quantity + resolved
+                quantity = resolved
         if self._cap is not None:
             if ts != self._vol_ts:
                 self._vol_ts, self._vol_used = ts, {}
@@ -256,7 +310,8 @@ class FillEngine:
                             "cancelled: IOC order, no volume available under the volume limit",
                         )
                     return
-                reason = f"partial: volume limit {self._cap:g} x bar volume {volume:g}"
+                partial = f"partial: volume limit {self._cap:g} x bar volume {volume:g}"
+                reason = partial if reason is None else f"{partial}; {reason}"
                 quantity = avail
         kind = order.order_type
         impact = 0.0
@@ -322,8 +377,10 @@ class FillEngine:
                 got = self._resize_or_reject(order, quantity, allowed, why, resize)
                 if got is None:
                     return
-                quantity, reason = got
+                quantity, resized = got
+                reason = resized if reason is None else f"{resized}; {reason}"
                 commission = self._commission(order, quantity, price, ts)
+        order.quantity = total
         self._book(
             chunk, order, row, base, ts, index, quantity, price, slipped, commission, impact, reason
         )
@@ -561,6 +618,51 @@ def cash_text(cost: float, quantity: float, asset_id: str, price: float, cash: f
 def resized_text(asked: float, filled: float, why: str) -> str:
     """The reason recorded on a fill the cash policy resized."""
     return f"resized from {asked:g} to {filled:g}: {why}"
+
+
+def intent_of(order: Order) -> int:
+    """Return the order's fill-time intent (``kernels.intent``: none, reduce, target)."""
+    if order.reduce_only:
+        return INTENT_REDUCE
+    return INTENT_NONE if order.target_quantity is None else INTENT_TARGET
+
+
+def _target(order: Order) -> float:
+    return 0.0 if order.target_quantity is None else order.target_quantity
+
+
+def intent_cancel_text(status: int, order: Order, held: float) -> str:
+    """The reason a reduce-only or target order is cancelled at fill time."""
+    return intent_cancel_reason(
+        status, order.asset_id, order.side.sign, held, order.target_quantity
+    )
+
+
+def intent_cancel_reason(
+    status: int, asset_id: str, side: int, held: float, target: float | None
+) -> str:
+    """The cancel reason of ``kernels.intent`` status ``status`` (also the compiled path's)."""
+    if target is None:
+        want = "long" if side < 0 else "short"
+        return (
+            f"cancelled: reduce-only order, no {want} position in {asset_id} left to reduce "
+            f"(position {held:g})"
+        )
+    if status == AT_TARGET:
+        return f"cancelled: target order, {asset_id} is already at its target {target:g}"
+    other = "sell" if side > 0 else "buy"
+    return (
+        f"cancelled: target order, the position {held:g} in {asset_id} is already past its "
+        f"target {target:g} (reaching it needs a {other})"
+    )
+
+
+def intent_change_reason(asked: float, resolved: float, target: float | None) -> str:
+    """The fill reason of a reduce-only (``target`` None) or target order whose quantity
+    the position at fill time changed (also built by the compiled path)."""
+    if target is None:
+        return f"reduce-only: capped at the open position {resolved:g} (order for {asked:g})"
+    return f"target order: {resolved:g} to reach the target {target:g} (order for {asked:g})"
 
 
 def _plain_market(order: Order) -> bool:

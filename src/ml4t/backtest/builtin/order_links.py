@@ -47,6 +47,7 @@ class OrderLinks:
 
     portfolio: Portfolio
     exits: ExitRules | None
+    order_sizing: str
     _pending: list[Order]
     _tick: list[float]
 
@@ -70,6 +71,7 @@ class OrderLinks:
         if stop_loss is None and take_profit is None:
             raise ValueError("a bracket needs stop_loss and/or take_profit")
         exit_side = OrderSide.SELL if entry.side is OrderSide.BUY else OrderSide.BUY
+        reduce = self.order_sizing == "at_fill"  # the legs only ever close what the entry opened
         stop = tp = None
         if stop_loss is not None:
             stop = Order(
@@ -79,6 +81,7 @@ class OrderLinks:
                 OrderType.STOP,
                 stop_price=stop_loss,
                 tag="stop_loss",
+                reduce_only=reduce,
             )
         if take_profit is not None:
             tp = Order(
@@ -88,6 +91,7 @@ class OrderLinks:
                 OrderType.LIMIT,
                 limit_price=take_profit,
                 tag="take_profit",
+                reduce_only=reduce,
             )
         children = [c for c in (stop, tp) if c is not None]
         problem = self._link_problem(entry, children)
@@ -301,5 +305,6 @@ class OrderLinks:
         for o in orders:
             o.oco = orders
             o._managed = o.tag
+            o.reduce_only = True
             self._accept(o, code)
         return orders

@@ -50,6 +50,7 @@ __all__ = ["SimulationBroker", "ml4t_make_broker", "ml4t_register_brokers"]
 FILL_TIMINGS = ("next_bar_open", "same_bar_close", "next_bar_close")
 CASH_POLICIES = ("reject", "resize", "allow")  # kernel codes 0, 1, 2
 EXIT_BASES = ("fill_price", "bar_close")
+ORDER_SIZINGS = ("at_fill", "at_order")
 TRAIL_REFERENCES = ("high_low", "close")
 _EPS = 1e-9
 _NO_SLIP = (OrderType.LIMIT, OrderType.STOP_LIMIT)
@@ -133,6 +134,17 @@ class SimulationBroker(OrderEntry, FillEngine, OrderLinks):
     slippage_within_bar : bool, default False
         Cap a slipped price at the bar's high (buys) or low (sells), as Backtrader's
         ``slip_match`` does.
+    order_sizing : {"at_fill", "at_order"}
+        When the quantity of the strategy's closing, reducing and target orders is
+        settled. ``"at_fill"`` (default): ``close_position``/``reduce_position``/
+        ``sell_percent`` and bracket exit legs are reduce-only, and the target helpers
+        (``order_target_*``, ``rebalance_to_weights``, ``size_by_confidence``) carry their
+        target, both resolved against the position at fill time, so a close never
+        reverses a position and a target order ends at its target whatever filled before
+        it. ``"at_order"``: these orders keep the quantity computed when they are placed,
+        as in Backtrader and Zipline: a close and a stop that fill on the same bar reverse
+        the position. Position exits and margin-call liquidations are reduce-only either
+        way (see ``docs/execution.md``).
 
     Use :meth:`preset` for the settings that reproduce VectorBT, Backtrader or Zipline.
 
@@ -171,10 +183,9 @@ class SimulationBroker(OrderEntry, FillEngine, OrderLinks):
         exit_slippage: bool = True,
         one_order_per_bar: bool = False,
         slippage_within_bar: bool = False,
+        order_sizing: str = "at_fill",
     ) -> None:
-        initial_cash = float(initial_cash)
-        if not math.isfinite(initial_cash) or initial_cash <= 0:
-            raise ConfigError(f"initial_cash: must be a positive number, got {initial_cash!r}")
+        initial_cash = _positive_number("initial_cash", initial_cash)
         _choice("fill_timing", fill_timing, FILL_TIMINGS)
         _choice("cash_policy", cash_policy, CASH_POLICIES)
         _choice("account", account, ACCOUNT_TYPES)
@@ -182,6 +193,7 @@ class SimulationBroker(OrderEntry, FillEngine, OrderLinks):
         _choice("intrabar", intrabar, INTRABAR_MODES)
         _choice("trail_reference", trail_reference, TRAIL_REFERENCES)
         _choice("exit_base", exit_base, EXIT_BASES)
+        _choice("order_sizing", order_sizing, ORDER_SIZINGS)
         if allow_short is None:
             allow_short = account != "cash"
         if allow_short and account == "cash":
@@ -194,7 +206,7 @@ class SimulationBroker(OrderEntry, FillEngine, OrderLinks):
         if mm > im:
             raise ConfigError(f"maintenance_margin: {mm:g} must not exceed initial_margin {im:g}")
         if max_leverage is not None:
-            lev = float(max_leverage)
+            lev = _non_negative("max_leverage", max_leverage)
             if not (math.isfinite(lev) and lev >= 1):
                 raise ConfigError(f"max_leverage: must be a number >= 1, got {max_leverage!r}")
             im = max(im, 1.0 / lev)
@@ -238,6 +250,7 @@ class SimulationBroker(OrderEntry, FillEngine, OrderLinks):
         self.exit_slippage = bool(exit_slippage)
         self.one_order_per_bar = bool(one_order_per_bar)
         self.slippage_within_bar = bool(slippage_within_bar)
+        self.order_sizing = order_sizing
         self.has_pending = False
         self._pending: list[Order] = []
         self._next_id = 0
@@ -320,6 +333,7 @@ class SimulationBroker(OrderEntry, FillEngine, OrderLinks):
             "exit_slippage": self.exit_slippage,
             "one_order_per_bar": self.one_order_per_bar,
             "slippage_within_bar": self.slippage_within_bar,
+            "order_sizing": self.order_sizing,
         }
 
     # --- set-up -------------------------------------------------------------------------
@@ -636,7 +650,21 @@ def _choice(name: str, value: Any, options: tuple[str, ...]) -> None:
         raise ConfigError(f"{name}: must be one of {options}, got {value!r}")
 
 
+def _positive_number(name: str, value: Any) -> float:
+    """Return ``value`` as a positive finite float; booleans and text are errors."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise ConfigError(
+            f"{name}: must be a positive number, got {value!r} ({type(value).__name__})"
+        )
+    x = float(value)
+    if not math.isfinite(x) or x <= 0:
+        raise ConfigError(f"{name}: must be a positive number, got {value!r}")
+    return x
+
+
 def _non_negative(name: str, value: Any) -> float:
+    if isinstance(value, bool):
+        raise ConfigError(f"{name}: must be a number, got the boolean {value!r}")
     try:
         x = float(value)
     except (TypeError, ValueError):

@@ -107,6 +107,16 @@ class Order:
     expire_at : datetime, date or str, optional
         For ``GTD``: the order works through this time (a date means the end of that day,
         in the data's timezone).
+    reduce_only : bool, default False
+        Only reduce an open position: at fill time the order is capped at the position
+        held in the opposite direction, and cancelled (with a reason) when there is none,
+        so it can never open or reverse a position. ``close_position`` and
+        ``reduce_position`` place such orders.
+    target_quantity : float, optional
+        The signed position this order trades to. At fill time its quantity is resolved
+        against the position then held (``|target - position|``), so whatever else filled
+        first, the order ends at its target; it is cancelled when the position is already
+        there or beyond it. The ``order_target_*`` helpers place such orders.
 
     Notes
     -----
@@ -142,11 +152,13 @@ class Order:
         "parent",
         "quantity",
         "reason",
+        "reduce_only",
         "side",
         "slippage",
         "status",
         "stop_price",
         "tag",
+        "target_quantity",
         "time_in_force",
         "trail_amount",
         "trail_percent",
@@ -166,6 +178,8 @@ class Order:
         trail_amount: float | None = None,
         trail_percent: float | None = None,
         expire_at: Any = None,
+        reduce_only: bool = False,
+        target_quantity: float | None = None,
     ) -> None:
         self.asset_id = asset_id
         self.side = OrderSide(side)
@@ -178,6 +192,8 @@ class Order:
         self.trail_amount = None if trail_amount is None else float(trail_amount)
         self.trail_percent = None if trail_percent is None else float(trail_percent)
         self.expire_at = expire_at
+        self.reduce_only = bool(reduce_only)
+        self.target_quantity = None if target_quantity is None else float(target_quantity)
         self.order_id = -1
         self.status = OrderStatus.PENDING
         self.filled_quantity = 0.0
@@ -230,6 +246,12 @@ class Order:
             return f"trail_amount/trail_percent are only for trailing_stop orders, not {kind.value}"
         if (self.time_in_force is TimeInForce.GTD) != (self.expire_at is not None):
             return "a GTD order needs expire_at, and expire_at needs time_in_force='gtd'"
+        target = self.target_quantity
+        if target is not None:
+            if self.reduce_only:
+                return "an order is either reduce_only or has a target_quantity, not both"
+            if not math.isfinite(target):
+                return f"target_quantity must be a finite number, got {target!r}"
         return None
 
     @property
@@ -264,9 +286,13 @@ class Order:
             price += f" trail={self.trail_amount:g}"
         if self.trail_percent is not None:
             price += f" trail={self.trail_percent:.2%}"
+        intent = " reduce-only" if self.reduce_only else ""
+        if self.target_quantity is not None:
+            intent = f" target={self.target_quantity:g}"
         return (
             f"Order(id={self.order_id}, {self.side.value} {self.quantity:g} {self.asset_id} "
-            f"{self.order_type.value}{price} {self.time_in_force.value}, {self.status.value})"
+            f"{self.order_type.value}{price} {self.time_in_force.value}{intent}, "
+            f"{self.status.value})"
         )
 
 

@@ -39,14 +39,21 @@ class Strategy:
     Notes
     -----
     Quantities are positive; ``sell`` opens a short only when the broker allows shorting.
-    Target helpers (``order_target_*``, ``rebalance_to_weights``) compute the difference
-    to the current position and ignore orders still working, as Backtrader and Zipline do.
+    Closing helpers (``close_position``, ``reduce_position``, ``sell_percent``) place
+    reduce-only orders: at fill time they are capped at the position then held and
+    cancelled when it is gone, so a close never reverses a position. Target helpers
+    (``order_target_*``, ``rebalance_to_weights``, ``size_by_confidence``) place orders
+    that carry their target position and are resolved against the position at fill
+    time. Both ignore orders still working when they are placed. With a broker set to
+    ``order_sizing="at_order"`` (the Backtrader and Zipline presets) they place plain
+    orders of the quantity computed now instead, as those frameworks do.
     """
 
     _engine: BacktestEngine
     _broker: Any
     _pf: Portfolio
     _pos: dict[str, float]
+    _at_fill: bool
 
     # --- lifecycle -----------------------------------------------------------------------
     def on_start(self) -> None:
@@ -84,6 +91,7 @@ class Strategy:
         self._broker = engine.broker
         self._pf = engine.broker.portfolio
         self._pos = self._pf.position_by_id
+        self._at_fill = getattr(engine.broker, "order_sizing", "at_fill") == "at_fill"
 
     @property
     def current_time(self) -> datetime:
@@ -185,7 +193,8 @@ class Strategy:
         limit, ``stop_price`` -> stop, both -> stop-limit, ``trail_amount`` or
         ``trail_percent`` -> trailing stop; ``order_type="market_on_open"`` /
         ``"market_on_close"`` pick those. ``expire_at`` (with ``time_in_force="gtd"``)
-        sets a good-till-date expiry.
+        sets a good-till-date expiry; ``reduce_only=True`` makes an order that can only
+        reduce an open short (see :class:`~ml4t.backtest.Order`).
         """
         side = OrderSide.BUY
         return self.submit_order(
@@ -309,42 +318,64 @@ class Strategy:
         return self.buy(asset_id, qty, **kwargs)
 
     def sell_percent(self, asset_id: str, percent: float, **kwargs: Any) -> Order | None:
-        """Sell ``percent`` (a fraction) of the current long position; None when not long."""
+        """Sell ``percent`` (a fraction) of the current long position; None when not long.
+
+        The order is reduce-only (see the class notes): it never sells more than the
+        position held when it fills.
+        """
         _check_fraction("percent", percent)
         held = self.get_position(asset_id)
         if held <= 0:
             return None
+        kwargs.setdefault("reduce_only", self._at_fill)
         return self.sell(asset_id, self._round(percent * held, asset_id), **kwargs)
 
     def close_position(self, asset_id: str, tag: str | None = None) -> Order | None:
-        """Close the whole position with a market order; return None when flat."""
+        """Close the whole position with a market order; return None when flat.
+
+        The order is reduce-only: if something else (a stop, a margin call) closes or
+        shrinks the position before it fills, it fills only what is left, or is
+        cancelled with a reason (``on_order_cancelled``) when nothing is.
+        """
         held = self.get_position(asset_id)
         if held == 0:
             return None
         side = OrderSide.SELL if held > 0 else OrderSide.BUY
-        return self.submit_order(Order(asset_id, side, abs(held), tag=tag))
+        return self.submit_order(
+            Order(asset_id, side, abs(held), tag=tag, reduce_only=self._at_fill)
+        )
 
     def reduce_position(
         self, asset_id: str, fraction: float, tag: str | None = None
     ) -> Order | None:
-        """Close ``fraction`` (0..1] of the position with a market order."""
+        """Close ``fraction`` (0..1] of the position with a reduce-only market order."""
         _check_fraction("fraction", fraction)
         held = self.get_position(asset_id)
         qty = self._round(abs(held) * fraction, asset_id)
         if held == 0:
             return None
         side = OrderSide.SELL if held > 0 else OrderSide.BUY
-        return self.submit_order(Order(asset_id, side, qty, tag=tag))
+        return self.submit_order(Order(asset_id, side, qty, tag=tag, reduce_only=self._at_fill))
 
     def order_target_quantity(
         self, asset_id: str, target: float, tag: str | None = None
     ) -> Order | None:
-        """Trade to hold ``target`` units (negative = short); None when already there."""
-        delta = self._round_signed(target - self.get_position(asset_id), asset_id)
+        """Trade to hold ``target`` units (negative = short); None when already there.
+
+        The order carries its target: at fill time it trades the position then held to
+        the target (see the class notes).
+        """
+        held = self.get_position(asset_id)
+        delta = self._round_signed(target - held, asset_id)
         if delta == 0:
             return None
+        return self.submit_order(self._target_order(asset_id, held, delta, tag))
+
+    def _target_order(self, asset_id: str, held: float, delta: float, tag: str | None) -> Order:
+        """Return the market order trading ``held`` by ``delta`` toward its target."""
         side = OrderSide.BUY if delta > 0 else OrderSide.SELL
-        return self.submit_order(Order(asset_id, side, abs(delta), tag=tag))
+        target = held + delta if self._at_fill else None
+        return Order(asset_id, side, abs(delta), tag=tag, target_quantity=target)
 
     def order_target_value(
         self, asset_id: str, value: float, tag: str | None = None
@@ -442,9 +473,10 @@ class Strategy:
             if delta != 0:
                 orders.append((delta, asset_id))
         out = []
+        pos = self._pos
         for delta, asset_id in sorted(orders, key=lambda t: t[0] > 0):
-            side = OrderSide.BUY if delta > 0 else OrderSide.SELL
-            out.append(self.submit_order(Order(asset_id, side, abs(delta), tag=tag)))
+            held = pos.get(asset_id, 0.0)
+            out.append(self.submit_order(self._target_order(asset_id, held, delta, tag)))
         return out
 
     @overload
@@ -548,7 +580,7 @@ def _make(
     extra: dict[str, Any] | None = None,
 ) -> Order:
     extra = dict(extra or {})
-    allowed = {"order_type", "trail_amount", "trail_percent", "expire_at"}
+    allowed = {"order_type", "trail_amount", "trail_percent", "expire_at", "reduce_only"}
     unknown = set(extra) - allowed
     if unknown:
         raise TypeError(f"unexpected order arguments {sorted(unknown)}; allowed: {sorted(allowed)}")

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..builtin.fills import cash_text, resized_text
+from ..builtin.fills import cash_text, intent_change_reason, resized_text
 from ..core.marking import Marker
 from ..core.results import build_result
 from ..core.trades import OpenTrade, closed_columns
@@ -38,6 +38,17 @@ __all__ = ["kernel_problem", "run_compiled"]
 _TAGS = (None, "stop_loss", "take_profit", "trailing_stop", "time_exit")
 _TIMINGS = {"next_bar_open": 0, "same_bar_close": 1, "next_bar_close": 2}
 _MODES = ("conservative", "high_first", "low_first", "nearest", "close_only")
+#: kernel counters of strategy orders that ended unfilled: (slot, orders_df event, why)
+_UNFILLED = (
+    (L.S_REJ_INVALID, "rejected", "invalid quantity (zero, not finite or not a whole lot)"),
+    (L.S_REJ_ONE_BAR, "rejected", "one order per bar: the asset already traded on the bar"),
+    (L.S_REJ_SHORT, "rejected", "short selling is disabled"),
+    (L.S_REJ_CASH, "rejected", "insufficient cash"),
+    (L.S_REJ_PRICE, "rejected", "the slippage model returned an invalid price"),
+    (L.S_CXL_NOTHING, "cancelled", "reduce-only order, no position left to reduce"),
+    (L.S_CXL_AT_TARGET, "cancelled", "target order, the position is already at its target"),
+    (L.S_CXL_PAST_TARGET, "cancelled", "target order, the position is already past its target"),
+)
 _CALLBACKS = (
     "on_start",
     "before_trading_start",
@@ -106,7 +117,7 @@ class _State:
         self._pending(4 * n + 64)
         cap = 8 * n + 65_536
         self.f_i = np.zeros((cap, 8), dtype=np.int64)
-        self.f_f = np.zeros((cap, 12))
+        self.f_f = np.zeros((cap, L.FF_SIZE))
         self.c_i = np.zeros((cap, 10), dtype=np.int64)
         self.c_f = np.zeros((cap, 10))
 
@@ -119,15 +130,35 @@ class _State:
             np.zeros(cap, dtype=np.int64),
             np.zeros(cap, dtype=np.int64),
             np.zeros(cap, dtype=np.int64),
+            np.zeros(cap, dtype=np.int64),
+            np.zeros(cap),
         ]
         if old is not None:
             n = int(self.st_i[L.S_PENDING])
             for new, cur in zip(arrays, self.pending_arrays(), strict=True):
                 new[:n] = cur[:n]
-        self.p_code, self.p_side, self.p_qty, self.p_id, self.p_k, self.p_row = arrays
+        (
+            self.p_code,
+            self.p_side,
+            self.p_qty,
+            self.p_id,
+            self.p_k,
+            self.p_row,
+            self.p_intent,
+            self.p_target,
+        ) = arrays
 
     def pending_arrays(self) -> tuple[np.ndarray, ...]:
-        return (self.p_code, self.p_side, self.p_qty, self.p_id, self.p_k, self.p_row)
+        return (
+            self.p_code,
+            self.p_side,
+            self.p_qty,
+            self.p_id,
+            self.p_k,
+            self.p_row,
+            self.p_intent,
+            self.p_target,
+        )
 
     def args(self) -> tuple[np.ndarray, ...]:
         """The kernel's state and output arguments, in its parameter order."""
@@ -301,10 +332,18 @@ class _Books:
             order = np.argsort(all_oid, kind="stable")
             self.snap_oid, self.snap_val = all_oid[order], all_val[order]
         reasons: list[str | None] = [None] * fi.shape[0]
-        for f in np.flatnonzero(fi[:, 5] == L.REASON_RESIZED).tolist():
-            signed, price, requested, need, cash = ff[f, [0, 1, 5, 6, 7]].tolist()
-            why = cash_text(need, requested, ids[fi[f, 2]], price, cash)
-            reasons[f] = resized_text(requested, abs(signed), why)
+        for f in np.flatnonzero(fi[:, 5] != L.REASON_NONE).tolist():
+            signed, price, requested, need, cash, asked, target = ff[
+                f, [0, 1, 5, 6, 7, L.FF_ASKED, L.FF_TARGET]
+            ].tolist()
+            parts = []
+            if fi[f, 5] & L.REASON_RESIZED:
+                why = cash_text(need, requested, ids[fi[f, 2]], price, cash)
+                parts.append(resized_text(requested, abs(signed), why))
+            if fi[f, 5] & L.REASON_INTENT:
+                goal = None if target != target else target
+                parts.append(intent_change_reason(asked, requested, goal))
+            reasons[f] = "; ".join(parts)
         m = fi.shape[0]
         pf.fills.extend_columns(
             (
@@ -525,6 +564,9 @@ def run_compiled(
         "compile_seconds": compile_seconds,
         "kernel_seconds": kernel_seconds,
         "orders_log": "not recorded in compiled mode (fills, trades and books are)",
+        "unfilled_orders": [
+            (event, why, int(state.st_i[slot])) for slot, event, why in _UNFILLED if state.st_i[slot]
+        ],
     }
     result = build_result(
         engine, ts_parts, marker.arrays(), time.perf_counter() - t_start, complete=True

@@ -18,20 +18,27 @@ FP_SL, FP_TP, FP_TRAIL_PCT, FP_TRAIL_AMT, FP_LOT = 6, 7, 8, 9, 10
 FP_SIZE = 11
 # state
 S_HELD, S_PENDING, S_NEXT_ID, S_FILLS, S_REJECTED, S_TRADES, S_NEXT_TRADE = 0, 1, 2, 3, 4, 5, 6
-S_I_SIZE = 7
+# counts of strategy orders that ended without a fill, by reason: rejected at submission
+# (invalid quantity), by one_order_per_bar, for a short sale not allowed, for cash, for a bad
+# slipped price; cancelled at fill time with nothing to reduce, at the target, past it
+S_REJ_INVALID, S_REJ_ONE_BAR, S_REJ_SHORT, S_REJ_CASH, S_REJ_PRICE = 7, 8, 9, 10, 11
+S_CXL_NOTHING, S_CXL_AT_TARGET, S_CXL_PAST_TARGET = 12, 13, 14
+S_I_SIZE = 15
 # float state: cash, total commission, total slippage
 S_CASH, S_COMMISSION, S_SLIPPAGE = 0, 1, 2
 
-# fill outputs (f_f columns 8..11)
-FF_REALIZED, FF_CASH_AFTER, FF_QTY_AFTER, FF_AVG_AFTER = 8, 9, 10, 11
+# fill outputs (f_f columns 8..13): realized P&L, cash, position and average cost after the
+# fill, the order's quantity before its intent was resolved, its target (NaN: none)
+FF_REALIZED, FF_CASH_AFTER, FF_QTY_AFTER, FF_AVG_AFTER, FF_ASKED, FF_TARGET = 8, 9, 10, 11, 12, 13
+FF_SIZE = 14
 # rule kinds
 R_ABOVE, R_BELOW, R_BETWEEN, R_IN, R_NOT_IN = 0, 1, 2, 3, 4
 # sizer kinds
 SZ_PERCENT, SZ_FIXED, SZ_CONFIDENCE, SZ_TOPK = 0, 1, 2, 3
 # fill tags (0: a strategy order) and group slots (tag - 1)
 TAG_SIGNAL, TAG_STOP, TAG_TAKE, TAG_TRAIL, TAG_TIME = 0, 1, 2, 3, 4
-# fill reasons
-REASON_NONE, REASON_RESIZED = 0, 1
+# fill reasons (bit flags): resized by the cash policy, quantity changed by its intent
+REASON_NONE, REASON_RESIZED, REASON_INTENT = 0, 1, 2
 # open trade (tr_i / tr_f columns) and closed trade (c_i / c_f columns) layouts
 TI_OPEN, TI_ID, TI_DIR, TI_ENTRY_K, TI_ENTRY_TS, TI_ENTRY_OID, TI_TRADED_K = 0, 1, 2, 3, 4, 5, 6
 TF_QTY, TF_EQ, TF_EV, TF_EC, TF_ES, TF_XQ, TF_XV, TF_XC, TF_XS, TF_HI, TF_LO = range(11)

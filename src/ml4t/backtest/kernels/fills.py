@@ -12,9 +12,11 @@ Settings ``ip`` int64[IP_SIZE] / ``fp`` float64[FP_SIZE] use the layout of
 ``IP_SLIP_IN_BAR``; ``FP_COMM`` (3), ``FP_SLIP``, ``FP_LOT``).
 
 Batch shapes (``M`` orders in fill order, ``A`` assets): ``code`` int64[M], ``side``
-int64[M], ``quantity base high low`` float64[M], ``position`` float64[A] (updated),
-``cash`` float64[1] (updated); outputs ``status`` int64[M] (``ST_*``) and ``out`` float64[M, 5]
-(filled quantity, price, commission, slippage cost, cost that did not fit for a resize).
+int64[M], ``quantity base high low`` float64[M], ``intent`` int64[M] and ``target``
+float64[M] (fill-time intents, :mod:`.intent`), ``position`` float64[A] (updated), ``cash``
+float64[1] (updated); outputs ``status`` int64[M] (``ST_*``) and ``out`` float64[M, 6]
+(filled quantity, price, commission, slippage cost, cost that did not fit for a resize or
+the intent status of a cancelled order, quantity after resolving the intent).
 """
 
 from __future__ import annotations
@@ -33,27 +35,15 @@ from ._layout import (
     IP_SLIP_IN_BAR,
 )
 from .costs import commission_nb, slippage_nb
+from .intent import CHANGED, RESOLVED, resolve_intent_nb
+from .lots import round_lot_nb
 
 __all__ = ["fill_terms_nb", "market_batch_nb", "round_lot_nb"]
 
-ST_FILLED, ST_BAD_PRICE, ST_SHORT, ST_NO_CASH, ST_RESIZED = 0, 1, 2, 3, 4
+ST_FILLED, ST_BAD_PRICE, ST_SHORT, ST_NO_CASH, ST_RESIZED, ST_CANCELLED = 0, 1, 2, 3, 4, 5
 
 _EPS = 1e-9
 _DUST = 1e-9
-
-
-@jit
-def round_lot_nb(q: float, lot: float) -> float:
-    """Round ``q`` toward zero to whole lots of ``lot`` (0: unchanged); 1e-9 tolerance."""
-    if lot <= 0:
-        return q
-    lots = q / lot
-    nearest = np.round(lots)
-    tol = abs(lots) * 1e-12
-    if tol < 1e-9:
-        tol = 1e-9
-    count = nearest if abs(lots - nearest) <= tol else np.trunc(lots)
-    return count * lot + 0.0
 
 
 @jit
@@ -131,6 +121,8 @@ def market_batch_nb(
     base: np.ndarray,
     high: np.ndarray,
     low: np.ndarray,
+    intent: np.ndarray,
+    target: np.ndarray,
     position: np.ndarray,
     cash: np.ndarray,
     ip: np.ndarray,
@@ -142,8 +134,20 @@ def market_batch_nb(
     for m in range(code.shape[0]):
         a = code[m]
         held = position[a]
+        how, resolved = resolve_intent_nb(
+            intent[m], side[m], quantity[m], target[m], held, fp[FP_LOT]
+        )
+        out[m, 5] = resolved
+        if how != RESOLVED and how != CHANGED:
+            status[m] = ST_CANCELLED
+            out[m, 0] = 0.0
+            out[m, 1] = np.nan
+            out[m, 2] = 0.0
+            out[m, 3] = 0.0
+            out[m, 4] = how
+            continue
         st, q, price, slipped, commission, need = fill_terms_nb(
-            side[m], quantity[m], base[m], True, True, held, cash[0], high[m], low[m], ip, fp
+            side[m], resolved, base[m], True, True, held, cash[0], high[m], low[m], ip, fp
         )
         status[m] = st
         out[m, 0] = q

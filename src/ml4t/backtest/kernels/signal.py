@@ -18,10 +18,11 @@ capacity, ``F`` fill capacity):
   total slippage), ``qty avg last`` float64[A], ``held`` int64[A] (held assets in the order
   they were opened, as the portfolio's dict keeps them), group arrays (``g_*``, per asset;
   ``g_id``/``g_open`` [A, 4] for the stop-loss, take-profit, trailing and time exits),
-  pending order arrays ``p_*`` [P], open trades ``tr_i`` int64[A, 7] / ``tr_f`` float64[A, 11]
+  pending order arrays ``p_*`` [P] (``p_intent``/``p_target``: the order's fill-time intent,
+  :mod:`.intent`), open trades ``tr_i`` int64[A, 7] / ``tr_f`` float64[A, 11]
   (``TI_*``/``TF_*``)
 - output: the books after every timestamp ``b_cash b_net b_gross`` float64[T], ``b_npos``
-  int64[T]; fills ``f_i`` int64[F, 8] / ``f_f`` float64[F, 12] and closed trades ``c_i``
+  int64[T]; fills ``f_i`` int64[F, 8] / ``f_f`` float64[F, FF_SIZE] and closed trades ``c_i``
   int64[F, 10] / ``c_f`` float64[F, 10] (``CI_*``; ``c_f`` is ``tr_f`` from entry quantity on)
 
 The kernel returns the index of the first timestamp it did not process: ``T`` when done,
@@ -35,10 +36,12 @@ import numpy as np
 
 from ._jit import jit, jit_inline
 from ._layout import (
+    FF_ASKED,
     FF_AVG_AFTER,
     FF_CASH_AFTER,
     FF_QTY_AFTER,
     FF_REALIZED,
+    FF_TARGET,
     FP_LOT,
     FP_MIN_CONF,
     FP_SIZE_VALUE,
@@ -62,14 +65,21 @@ from ._layout import (
     R_BELOW,
     R_IN,
     R_NOT_IN,
+    REASON_INTENT,
     REASON_NONE,
     REASON_RESIZED,
     S_CASH,
     S_COMMISSION,
+    S_CXL_NOTHING,
     S_FILLS,
     S_HELD,
     S_NEXT_ID,
     S_PENDING,
+    S_REJ_CASH,
+    S_REJ_INVALID,
+    S_REJ_ONE_BAR,
+    S_REJ_PRICE,
+    S_REJ_SHORT,
     S_REJECTED,
     S_SLIPPAGE,
     S_TRADES,
@@ -86,7 +96,9 @@ from ._layout import (
     TI_OPEN,
     TI_TRADED_K,
 )
-from .fills import ST_FILLED, ST_RESIZED, fill_terms_nb, round_lot_nb
+from .fills import ST_BAD_PRICE, ST_FILLED, ST_NO_CASH, ST_RESIZED, fill_terms_nb
+from .intent import CHANGED, INTENT_NONE, INTENT_REDUCE, INTENT_TARGET, RESOLVED, resolve_intent_nb
+from .lots import round_lot_nb
 from .matching import path_nb, touch_nb
 from .trades import trade_on_fill_nb
 
@@ -141,12 +153,16 @@ def _submit(
     p_id: np.ndarray,
     p_k: np.ndarray,
     p_row: np.ndarray,
+    p_intent: np.ndarray,
+    p_target: np.ndarray,
     code: int,
     side: int,
     quantity: float,
     k: int,
     row: int,
     lot: float,
+    intent: int,
+    target: float,
 ) -> None:
     """Accept a market order, or reject it at submission (it still takes an order id)."""
     oid = st_i[S_NEXT_ID]
@@ -157,9 +173,11 @@ def _submit(
         bad = abs(units - np.round(units)) > 1e-9 * max(1.0, units)
     if bad:
         st_i[S_REJECTED] += 1
+        st_i[S_REJ_INVALID] += 1
         return
     j = st_i[S_PENDING]
     p_code[j], p_side[j], p_qty[j], p_id[j], p_k[j], p_row[j] = code, side, quantity, oid, k, row
+    p_intent[j], p_target[j] = intent, target
     st_i[S_PENDING] = j + 1
 
 
@@ -167,7 +185,9 @@ def _submit(
 def _fill(
     code: int,
     side: int,
-    quantity: float,
+    asked: float,
+    intent: int,
+    target: float,
     base: float,
     tag: int,
     oid: int,
@@ -201,12 +221,24 @@ def _fill(
     c_i: np.ndarray,
     c_f: np.ndarray,
 ) -> bool:
-    """Fill one order on row ``r`` (the broker's ``_try_fill``); False if rejected."""
+    """Fill one order on row ``r`` (the broker's ``_try_fill``); False if it did not fill.
+
+    ``asked`` is the order's quantity, resolved against the position first (``intent``
+    and ``target``, see :mod:`.intent`): a reduce-only or target order with nothing to
+    do is cancelled.
+    """
     managed = tag != TAG_SIGNAL
     if ip[IP_ONE_PER_BAR] != 0 and not managed and tr_i[code, TI_TRADED_K] == k:
         st_i[S_REJECTED] += 1  # one_order_per_bar: the asset already traded on this bar
+        st_i[S_REJ_ONE_BAR] += 1
         return False
     old = qty[code]
+    how, quantity = resolve_intent_nb(intent, side, asked, target, old, fp[FP_LOT])
+    if how != RESOLVED and how != CHANGED:
+        st_i[S_CXL_NOTHING + how - 2] += 1  # the cancel statuses of kernels.intent: 2, 3, 4
+        return False
+    if intent != INTENT_TARGET:
+        target = np.nan
     cash = st_f[0]
     slip = not (tag == TAG_TAKE or (managed and tag != TAG_TIME and ip[IP_EXIT_SLIP] == 0))
     requested = quantity
@@ -215,8 +247,16 @@ def _fill(
     )
     if status != ST_FILLED and status != ST_RESIZED:
         st_i[S_REJECTED] += 1
+        if status == ST_NO_CASH:
+            st_i[S_REJ_CASH] += 1
+        elif status == ST_BAD_PRICE:
+            st_i[S_REJ_PRICE] += 1
+        else:
+            st_i[S_REJ_SHORT] += 1
         return False
     reason = REASON_RESIZED if status == ST_RESIZED else REASON_NONE
+    if asked != requested:
+        reason |= REASON_INTENT
     slip_cost = quantity * abs(slipped - base)
     signed = side * quantity
     new = old + signed
@@ -253,6 +293,7 @@ def _fill(
     f_f[n, 4], f_f[n, 5], f_f[n, 6], f_f[n, 7] = base, requested, need, cash
     f_f[n, FF_REALIZED], f_f[n, FF_CASH_AFTER] = realized, st_f[S_CASH]
     f_f[n, FF_QTY_AFTER], f_f[n, FF_AVG_AFTER] = new, avg[code]
+    f_f[n, FF_ASKED], f_f[n, FF_TARGET] = asked, target
     st_i[S_FILLS] = n + 1
     tr_i[code, TI_TRADED_K] = k
     st_f[S_COMMISSION] += commission
@@ -381,6 +422,8 @@ def signal_run_nb(
     p_id: np.ndarray,
     p_k: np.ndarray,
     p_row: np.ndarray,
+    p_intent: np.ndarray,
+    p_target: np.ndarray,
     f_i: np.ndarray,
     f_f: np.ndarray,
     tr_i: np.ndarray,
@@ -511,10 +554,12 @@ def signal_run_nb(
                             continue
                         a = p_code[j]
                         side = p_side[j]
-                        quantity = p_qty[j]
+                        asked = p_qty[j]
+                        intent = p_intent[j]
+                        target = p_target[j]
                         dec = p_row[j]
                         dec_k = p_k[j]
-                        p_qty[j] = 0.0  # filled or rejected: no longer working
+                        p_qty[j] = 0.0  # filled, rejected or cancelled: no longer working
                     else:
                         a = keys_i[x, 4] // 4
                         slot = keys_i[x, 4] % 4
@@ -525,14 +570,18 @@ def signal_run_nb(
                         ):
                             continue  # filled, cancelled, or replaced by a new position's exit
                         side = -1 if qty[a] > 0 else 1
-                        quantity = abs(qty[a])
+                        asked = abs(qty[a])
+                        intent = INTENT_REDUCE
+                        target = 0.0
                         dec = -2
                         dec_k = -1
                         g_open[a, slot] = 0
                     _fill(
                         a,
                         side,
-                        quantity,
+                        asked,
+                        intent,
+                        target,
                         keys_f[x, 1],
                         tag,
                         keys_i[x, 2],
@@ -573,6 +622,7 @@ def signal_run_nb(
                         if w != j:
                             p_code[w], p_side[w], p_qty[w] = p_code[j], p_side[j], p_qty[j]
                             p_id[w], p_k[w], p_row[w] = p_id[j], p_k[j], p_row[j]
+                            p_intent[w], p_target[w] = p_intent[j], p_target[j]
                         w += 1
                 st_i[S_PENDING] = w
             if phase == 0 and has_trail:  # trailing references move after the bar is matched
@@ -609,6 +659,8 @@ def signal_run_nb(
                     p_id,
                     p_k,
                     p_row,
+                    p_intent,
+                    p_target,
                     lot,
                     scol,
                     rules_i,
@@ -636,19 +688,41 @@ def signal_run_nb(
                             p_id,
                             p_k,
                             p_row,
+                            p_intent,
+                            p_target,
                             a,
                             side,
                             abs(pos),
                             k,
                             r,
                             lot,
+                            INTENT_REDUCE,
+                            0.0,
                         )
                         continue
                     if _rules_pass(rules_i, rules_f, 0, sig, r, pos) != 1:
                         continue
                     if sizer == SZ_PERCENT:
                         q = round_lot_nb(size_value * st_f[0] / (last[a] * 1.0), lot)
-                        _submit(st_i, p_code, p_side, p_qty, p_id, p_k, p_row, a, 1, q, k, r, lot)
+                        _submit(
+                            st_i,
+                            p_code,
+                            p_side,
+                            p_qty,
+                            p_id,
+                            p_k,
+                            p_row,
+                            p_intent,
+                            p_target,
+                            a,
+                            1,
+                            q,
+                            k,
+                            r,
+                            lot,
+                            INTENT_NONE,
+                            0.0,
+                        )
                     elif sizer == SZ_FIXED:
                         _submit(
                             st_i,
@@ -658,12 +732,16 @@ def signal_run_nb(
                             p_id,
                             p_k,
                             p_row,
+                            p_intent,
+                            p_target,
                             a,
                             1,
                             size_value,
                             k,
                             r,
                             lot,
+                            INTENT_NONE,
+                            0.0,
                         )
                     else:
                         conf = sig[scol, r]
@@ -687,7 +765,23 @@ def signal_run_nb(
                             continue
                         side = 1 if delta > 0 else -1
                         _submit(
-                            st_i, p_code, p_side, p_qty, p_id, p_k, p_row, a, side, mag, k, r, lot
+                            st_i,
+                            p_code,
+                            p_side,
+                            p_qty,
+                            p_id,
+                            p_k,
+                            p_row,
+                            p_intent,
+                            p_target,
+                            a,
+                            side,
+                            mag,
+                            k,
+                            r,
+                            lot,
+                            INTENT_TARGET,
+                            pos + side * mag,
                         )
         for r in range(r0, r1):
             a = code[r]
@@ -736,6 +830,8 @@ def _decide_top_k(
     p_id: np.ndarray,
     p_k: np.ndarray,
     p_row: np.ndarray,
+    p_intent: np.ndarray,
+    p_target: np.ndarray,
     lot: float,
     scol: int,
     rules_i: np.ndarray,
@@ -804,5 +900,21 @@ def _decide_top_k(
             a = targets[j]
             side = 1 if d > 0 else -1
             _submit(
-                st_i, p_code, p_side, p_qty, p_id, p_k, p_row, a, side, abs(d), k, row_now[a], lot
+                st_i,
+                p_code,
+                p_side,
+                p_qty,
+                p_id,
+                p_k,
+                p_row,
+                p_intent,
+                p_target,
+                a,
+                side,
+                abs(d),
+                k,
+                row_now[a],
+                lot,
+                INTENT_TARGET,
+                qty[a] + d,
             )
