@@ -1,13 +1,13 @@
 """Bars for the scenarios: seeded synthetic OHLCV on NYSE sessions and the real files.
 
 Synthetic prices are rounded to cents (Zipline stores daily prices as integers of 1/1000,
-so cents survive its bundle unchanged). The real files live in ``../shared/data/real``
-beside the repository; ``ML4T_REAL_DATA`` overrides the folder.
+so cents survive its bundle unchanged). The real files are part of the repository, in
+``validation/real_data/`` (see its README for their source and columns), so the harness runs
+from a fresh clone with nothing beside it.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -19,13 +19,12 @@ from .scenario import BarSet
 
 __all__ = ["from_rows", "real_daily", "real_data_dir", "real_minute", "sessions", "synthetic"]
 
-_ROOT = Path(__file__).resolve().parent.parent
+_REAL_DATA = Path(__file__).resolve().parent / "real_data"
 
 
 def real_data_dir() -> Path:
-    """Return the folder holding the real data files (``ML4T_REAL_DATA`` overrides)."""
-    env = os.environ.get("ML4T_REAL_DATA")
-    return Path(env) if env else (_ROOT.parent / "shared" / "data" / "real")
+    """Return the folder holding the real data files: ``validation/real_data``."""
+    return _REAL_DATA
 
 
 @lru_cache(maxsize=8)
@@ -109,8 +108,6 @@ def real_daily(names: Sequence[str], first: str, last: str) -> BarSet:
     frames = []
     for name in names:
         path = real_data_dir() / f"{name}_daily_yahoo.csv"
-        if not path.exists():
-            raise FileNotFoundError(f"real data file {path} not found (set ML4T_REAL_DATA)")
         df = pd.read_csv(path, parse_dates=["Date"]).set_index("Date")
         frames.append(df.loc[first:last])  # type: ignore[misc]
     common = frames[0].index
@@ -135,8 +132,6 @@ def real_daily(names: Sequence[str], first: str, last: str) -> BarSet:
 def real_minute(first_day: str, last_day: str) -> BarSet:
     """The real EURO STOXX 50 futures one-minute file between two days (inclusive)."""
     path = real_data_dir() / "eurostoxx50_fut_1min_2006.csv"
-    if not path.exists():
-        raise FileNotFoundError(f"real data file {path} not found (set ML4T_REAL_DATA)")
     df = pd.read_csv(path, header=0, names=["d", "t", "o", "h", "l", "c", "v", "oi"])
     df = df[(df["d"] >= first_day) & (df["d"] <= last_day)]
     stamps = pd.to_datetime(df["d"] + " " + df["t"])

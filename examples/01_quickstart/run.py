@@ -31,21 +31,21 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 from strategy import MLStrategy, add_signal  # noqa: E402
 
-# The shared real-data folder sits next to the repository: <repo>/../shared/data/real.
-DEFAULT_DATA = HERE.parents[1].parent / "shared" / "data" / "real" / "nvda_daily_yahoo.csv"
+# The real daily files are part of the repository: <repo>/validation/real_data/.
+DEFAULT_DATA = HERE.parents[1] / "validation" / "real_data" / "nvda_daily_yahoo.csv"
 
 
 def load_bars(path: Path | None) -> pl.DataFrame:
-    """Return NVDA daily bars from ``path`` (default: the shared real-data CSV).
+    """Return NVDA daily bars from ``path`` (default: the repository's real-data CSV).
 
     Without ``path``, falls back to the NVDA bars embedded in the package (2005-2014)
-    when the shared data folder is not next to the repository.
+    when the example runs outside a repository checkout (copied elsewhere).
     """
     if path is not None or DEFAULT_DATA.is_file():
         return read_ohlcv_csv(path or DEFAULT_DATA)
     from ml4t.backtest.demo import load_demo_data
 
-    print(f"note: {DEFAULT_DATA} not found; using the embedded NVDA bars (2005-2014)")
+    print("note: validation/real_data/ not found; using the embedded NVDA bars (2005-2014)")
     return load_demo_data().filter(pl.col("asset_id") == "NVDA").drop("asset_id")
 
 
@@ -58,7 +58,11 @@ def main(argv: Sequence[str] | None = None) -> BacktestResult:
         Command-line arguments (see ``--help``); ``sys.argv[1:]`` when omitted.
     """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, help=f"Yahoo daily CSV (default {DEFAULT_DATA})")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        help="Yahoo daily CSV (default: validation/real_data/nvda_daily_yahoo.csv)",
+    )
     parser.add_argument("--start", type=datetime.fromisoformat, help="first date (YYYY-MM-DD)")
     parser.add_argument("--end", type=datetime.fromisoformat, help="last date (YYYY-MM-DD)")
     parser.add_argument("--output", type=Path, default=None, help="write the result files here")

@@ -28,6 +28,8 @@ from ml4t.backtest import BacktestEngine, BacktestResult, PolarsDataFeed, Simula
 from ml4t.backtest.testing import ScriptedStrategy
 
 ASSET = "A"
+#: the real daily files carried by the repository (validation/real_data/README.md)
+REAL_DATA = Path(__file__).resolve().parents[2] / "validation" / "real_data"
 REL = 1e-9  # prices and quantities: equal to floating point
 CASH_ABS = 1e-6  # cash and equity
 
@@ -90,6 +92,11 @@ class Bars:
             tuple(cols["Volume"]),
             tuple(dates),
         )
+
+    @classmethod
+    def from_real(cls, name: str, first: str, last: str) -> Bars:
+        """Read ``validation/real_data/<name>_daily_yahoo.csv`` (nvda, orcl or yhoo)."""
+        return cls.from_csv(REAL_DATA / f"{name}_daily_yahoo.csv", first, last)
 
     def __len__(self) -> int:
         return len(self.close)

@@ -12,7 +12,6 @@ Orders are placed on bar 1 (after it closes) and first matched on bar 2, in both
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import backtrader as bt
@@ -487,18 +486,14 @@ def test_fractional_volume_limit_does_not_floor_like_fixed_bar_perc(xf: Any) -> 
 
 
 # --- real data -------------------------------------------------------------------------------
-REAL = {
-    "nvda": Path("/work/shared/data/real/nvda_daily_yahoo.csv"),
-    "orcl": Path("/work/shared/data/real/orcl_daily_yahoo.csv"),
-    "yhoo": Path("/work/shared/data/real/yhoo_daily_yahoo.csv"),
-}
+REAL = ("nvda", "orcl", "yhoo")  # validation/real_data/<name>_daily_yahoo.csv
 
 
-@pytest.mark.parametrize("name", sorted(REAL))
+@pytest.mark.parametrize("name", REAL)
 def test_real_daily_brackets_match_backtrader_trade_for_trade(xf: Any, name: str) -> None:
     # Every 20th bar, if flat: buy 100 with a bracket, stop 5% below and target 10% above
     # that bar's close (market entry at the next open). Whole file, 1995/96/99 to 2014.
-    bars = xf.Bars.from_csv(REAL[name], "1990-01-01", "2014-12-31")
+    bars = xf.Bars.from_real(name, "1990-01-01", "2014-12-31")
 
     def bt_bar(s: Any, i: int) -> None:
         if i % 20 == 0 and s.position.size == 0:

@@ -14,7 +14,6 @@ test asserts our documented behaviour and the size of the difference
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -219,11 +218,7 @@ def test_stops_do_not_work_on_entry_bar_like_vectorbt(xf: Any, vbt_run: Callable
 
 
 # --- 10: real daily files -----------------------------------------------------------------------
-REAL = {
-    "nvda": Path("/work/shared/data/real/nvda_daily_yahoo.csv"),
-    "orcl": Path("/work/shared/data/real/orcl_daily_yahoo.csv"),
-    "yhoo": Path("/work/shared/data/real/yhoo_daily_yahoo.csv"),
-}
+REAL = ("nvda", "orcl", "yhoo")  # validation/real_data/<name>_daily_yahoo.csv
 
 
 def _every_n(
@@ -235,7 +230,7 @@ def _every_n(
     just filled, which is what VectorBT's one-order-per-bar rule does (its stop exit
     replaces the entry signal of that bar).
     """
-    bars = xf.Bars.from_csv(REAL[name], "1990-01-01", "2014-12-31")
+    bars = xf.Bars.from_real(name, "1990-01-01", "2014-12-31")
     entries = [i % n == 0 for i in range(len(bars))]
 
     def our_bar(s: Any, i: int) -> None:
@@ -254,7 +249,7 @@ def _every_n(
 
 
 @pytest.mark.parametrize("trail", [False, True], ids=["sl_tp", "trail_tp"])
-@pytest.mark.parametrize("name", sorted(REAL))
+@pytest.mark.parametrize("name", REAL)
 def test_real_daily_exits_match_vectorbt_trade_for_trade(
     xf: Any, vbt_run: Callable[..., Any], name: str, trail: bool
 ) -> None:

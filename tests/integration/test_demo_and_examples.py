@@ -53,12 +53,10 @@ def test_load_demo_data_embedded_file_expected_shape(bars: pl.DataFrame) -> None
     assert size < 300 * 1024
 
 
-def test_build_demo_dataset_from_shared_csv_matches_embedded(
+def test_build_demo_dataset_from_repository_csv_matches_embedded(
     tmp_path: Path, bars: pl.DataFrame
 ) -> None:
-    src = REPO.parent / "shared" / "data" / "real"
-    if not src.is_dir():
-        pytest.skip(f"shared data folder {src} not present")
+    src = REPO / "validation" / "real_data"
     rebuilt = pl.read_parquet(demo.build_demo_dataset(src, tmp_path / "d.parquet"))
     assert rebuilt.equals(bars)
     nvda = pl.read_csv(src / "nvda_daily_yahoo.csv")  # spot-check one raw row by hand

@@ -44,7 +44,7 @@ from ml4t.backtest import (
 )
 from ml4t.backtest.testing import make_long_bars
 
-REAL = Path("/work/shared/data/real")
+REAL = Path(__file__).resolve().parents[2] / "validation" / "real_data"  # in the repository
 ENTRY, EXIT = 0.03, -0.02  # momentum thresholds
 
 

@@ -25,7 +25,7 @@ from ml4t.backtest import (
     read_ohlcv_csv,
 )
 
-NVDA = Path("/work/shared/data/real/nvda_daily_yahoo.csv")
+NVDA = Path(__file__).resolve().parents[2] / "validation/real_data/nvda_daily_yahoo.csv"
 INITIAL = 100_000.0
 TOL = {"rel": 1e-9, "abs": 1e-6}
 

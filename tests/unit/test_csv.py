@@ -10,7 +10,7 @@ import pytest
 
 from ml4t.backtest import DataValidationError, PolarsDataFeed, read_ohlcv_csv
 
-REAL = Path("/work/shared/data/real")
+REAL = Path(__file__).resolve().parents[2] / "validation" / "real_data"  # in the repository
 YAHOO = ["timestamp", "open", "high", "low", "close", "adj_close", "volume"]
 STOXX = ["timestamp", "open", "high", "low", "close", "volume", "openinterest"]
 

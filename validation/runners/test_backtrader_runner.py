@@ -1,8 +1,9 @@
 """The Backtrader runner reproduces the reference's verified Backtrader outputs.
 
-The 8-bar series is Appendix A of ``shared/reference/framework-semantics.md`` (placed on
-NYSE sessions from 2024-01-02 by :func:`validation.data.from_rows`); $10,000 cash unless
-noted. Bar k below is row k of that table.
+The 8-bar series is Appendix A of the project's framework-semantics reference (see
+``docs/framework_differences.md``), placed on NYSE sessions from 2024-01-02 by
+:func:`validation.data.from_rows`; $10,000 cash unless noted. Bar k below is row k of that
+table.
 """
 
 from __future__ import annotations
@@ -248,13 +249,6 @@ def test_signal_exit_cancels_the_exit_orders() -> None:
 
 
 # --- real data --------------------------------------------------------------------------------
-def _real(load: Callable[[], BarSet]) -> BarSet:
-    try:
-        return load()
-    except FileNotFoundError as exc:  # pragma: no cover - depends on ../shared
-        pytest.skip(str(exc))
-
-
 def _crossings(close: np.ndarray, fast: int, slow: int) -> tuple[np.ndarray, np.ndarray]:
     """Entries when a fast moving average crosses above a slow one; exits on the reverse."""
 
@@ -286,7 +280,7 @@ def _check_books(r: RunResult, bars: BarSet, price: np.ndarray, timing_shift: in
 
 @pytest.mark.parametrize("timing", ["next_bar_open", "same_bar_close", "next_bar_close"])
 def test_real_daily_moving_average_crossings(timing: str) -> None:
-    bars = _real(lambda: real_daily(["nvda", "orcl", "yhoo"], "2010-01-01", "2011-12-31"))
+    bars = real_daily(["nvda", "orcl", "yhoo"], "2010-01-01", "2011-12-31")
     entries, exits = _crossings(bars.close, 10, 30)
     r = go(
         lambda b: Signals(entries, exits),
@@ -307,7 +301,7 @@ def test_real_daily_moving_average_crossings(timing: str) -> None:
 
 
 def test_real_minute_bars() -> None:
-    bars = _real(lambda: real_minute("2006-01-02", "2006-01-04"))
+    bars = real_minute("2006-01-02", "2006-01-04")
     entries, exits = flags(10, 400, n=bars.n_bars), flags(110, 700, n=bars.n_bars)
     program: Callable[[BarSet], Program] = lambda b: Signals(entries, exits)  # noqa: E731
     r = go(program, bars=bars, fill_timing="next_bar_open", sizing=Sizing("fixed", 2))
@@ -327,7 +321,7 @@ def test_real_minute_bars() -> None:
 
 
 def test_real_daily_target_weights_sell_before_buy() -> None:
-    bars = _real(lambda: real_daily(["nvda", "orcl", "yhoo"], "2010-01-01", "2011-12-31"))
+    bars = real_daily(["nvda", "orcl", "yhoo"], "2010-01-01", "2011-12-31")
     w = np.full((bars.n_bars, 3), np.nan)
     w[20::42] = [0.5, 0.3, 0.15]
     w[41::42] = [0.1, 0.5, 0.35]

@@ -14,7 +14,7 @@ from typing import Any
 import polars as pl
 
 from .core.asof import parse_duration_ns
-from .core.data import ASSET_ALIASES, TIMESTAMP_ALIASES, find_column
+from .core.data import ASSET_ALIASES, TIMESTAMP_ALIASES, check_distinct_names, find_column
 from .errors import DataValidationError
 from .io import FeedSource, to_polars_frame
 
@@ -66,6 +66,8 @@ def align_asof(
     """
     left = to_polars_frame(bars, "align_asof bars")
     right = to_polars_frame(signals, "align_asof signals")
+    check_distinct_names(left.columns, "align_asof bars")
+    check_distinct_names(right.columns, "align_asof signals")
     on = on or find_column(left.columns, TIMESTAMP_ALIASES)
     if on is None:
         raise DataValidationError(

@@ -13,6 +13,7 @@ from typing import Any
 
 import polars as pl
 
+from .core.data import PRICE_COLUMNS, check_distinct_names
 from .errors import DataValidationError
 
 __all__ = ["FeedSource", "read_ohlcv_csv", "to_polars", "to_polars_frame"]
@@ -80,6 +81,53 @@ def _from_pandas(data: Any, source: str) -> pl.DataFrame:
         raise DataValidationError(f"{source}: cannot convert the pandas frame: {exc}") from exc
 
 
+def _csv_name(header: str) -> str:
+    """Return the column name of a CSV header field: ``Adj Close`` -> ``adj_close``."""
+    return re.sub(r"\s+", "_", header.strip().lower())
+
+
+def _read_csv(path: str, names: list[str]) -> pl.DataFrame:
+    """Read the rows of ``path`` with polars, naming the columns ``names``.
+
+    polars guesses each column's type from the first rows; a price column whose text is
+    not a number further down then fails the whole read. Such a file is read again with
+    the price columns as text, so the offending row can be named.
+    """
+    kwargs: dict[str, Any] = {"has_header": False, "skip_rows": 1, "new_columns": names}
+    try:
+        return pl.read_csv(path, infer_schema_length=10_000, **kwargs)
+    except pl.exceptions.PolarsError as exc:
+        prices = {c: pl.String for c in PRICE_COLUMNS if c in names}
+        if not prices:
+            raise DataValidationError(f"{path}: cannot parse as CSV: {exc}") from exc
+        try:
+            return pl.read_csv(path, infer_schema_length=10_000, schema_overrides=prices, **kwargs)
+        except pl.exceptions.PolarsError:
+            raise DataValidationError(f"{path}: cannot parse as CSV: {exc}") from exc
+
+
+def _numbers_from_text(df: pl.DataFrame, path: str, date_col: str) -> pl.DataFrame:
+    """Return ``df`` with price columns read as text turned into numbers.
+
+    Raises on the first entry that is not a number (``"n/a"``), naming the line.
+    """
+    for col in PRICE_COLUMNS:
+        if col not in df.columns or df.schema[col] != pl.String:
+            continue
+        number = pl.col(col).str.strip_chars().cast(pl.Float64, strict=False)
+        bad = (
+            df.with_row_index("__line").filter(number.is_null() & pl.col(col).is_not_null()).head(1)
+        )
+        if bad.height:
+            line = int(bad["__line"][0]) + 2
+            raise DataValidationError(
+                f"{path}: line {line}: column {col!r} is not a number: {bad[col][0]!r} "
+                f"(date {bad[date_col][0]}); prices must be numbers (leave a missing one empty)"
+            )
+        df = df.with_columns(number.alias(col))
+    return df
+
+
 def read_ohlcv_csv(
     path: str | Path, asset_id: str | None = None, *, timezone: str | None = None
 ) -> pl.DataFrame:
@@ -106,8 +154,15 @@ def read_ohlcv_csv(
     Raises
     ------
     DataValidationError
-        If the header and the rows disagree in a way other than the one above, or a
-        date cannot be parsed; the message names the file and line.
+        If the header and the rows disagree in a way other than the one above, two header
+        names differ only by case or spacing (``Close`` and ``close``), a date cannot be
+        parsed, or a price (open, high, low, close, volume) is not a number (``n/a``); the
+        message names the file, and the line and column where there is one.
+
+    Notes
+    -----
+    Decision: price fields are read as numbers even when quoted (``"101.5"``); text that
+    is not a number is an error, never a silent null.
     """
     path = str(path)
     if not Path(path).is_file():
@@ -124,7 +179,8 @@ def read_ohlcv_csv(
                 )
     if not header or first is None:
         raise DataValidationError(f"{path}: the file has no header or no data rows")
-    names = [re.sub(r"\s+", "_", h.strip().lower()) for h in header]
+    check_distinct_names(header, path, _csv_name)
+    names = [_csv_name(h) for h in header]
     split_time = False
     if len(first) == len(header) + 1 and _TIME_OF_DAY.match(first[1].strip()):
         split_time = True
@@ -134,16 +190,12 @@ def read_ohlcv_csv(
             f"{path}: the header names {len(header)} columns but line 2 has {len(first)} "
             "fields; fix the header or pass the data as a frame"
         )
-    try:
-        df = pl.read_csv(
-            path, has_header=False, skip_rows=1, new_columns=names, infer_schema_length=10_000
-        )
-    except pl.exceptions.PolarsError as exc:
-        raise DataValidationError(f"{path}: cannot parse as CSV: {exc}") from exc
+    df = _read_csv(path, names)
     if len(df.columns) != len(names):
         raise DataValidationError(
             f"{path}: rows have {len(df.columns)} fields, expected {len(names)}"
         )
+    df = _numbers_from_text(df, path, names[0])
     date_col = names[0]
     text = pl.col(date_col).cast(pl.String)
     if split_time:

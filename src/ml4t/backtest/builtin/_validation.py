@@ -8,6 +8,8 @@ timestamp and the asset.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import polars as pl
 
 from ..core.data import make_ts_converter
@@ -149,6 +151,29 @@ def validate_rows(
                 "use NaN for a missing value"
             )
     check_order(df, source, timezone)
+
+
+def check_text_numbers(
+    df: pl.DataFrame,
+    source: str,
+    text_columns: Mapping[str, tuple[str, str]],
+    timezone: str | None = None,
+) -> None:
+    """Raise on the first price given as text that is not a number.
+
+    ``text_columns`` maps a price column (already cast to Float64, non-numbers null) to
+    ``(source column name, column holding the original text)``: a row whose text is
+    present but whose number is null holds text such as ``"n/a"``.
+    """
+    has_asset = ASSET in df.columns
+    for col, (name, text) in text_columns.items():
+        row = first_row_where(df, pl.col(col).is_null() & pl.col(text).is_not_null())
+        if row is not None:
+            raise DataValidationError(
+                f"{source}: column {name!r} holds text that is not a number, "
+                f"{row[text]!r}, at {where(row, has_asset, timezone)}; prices given as text "
+                "must be numbers such as '101.5' (leave a missing price empty/null)"
+            )
 
 
 def check_order(df: pl.DataFrame, source: str, timezone: str | None = None) -> None:

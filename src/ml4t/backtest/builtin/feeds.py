@@ -24,6 +24,7 @@ from ..core.data import (
     PRICE_COLUMNS,
     TIMESTAMP_ALIASES,
     RawBlock,
+    check_distinct_names,
     find_column,
 )
 from ..errors import DataValidationError
@@ -33,6 +34,7 @@ from ._validation import (
     ASSET,
     ROW,
     TS,
+    check_text_numbers,
     duplicate_error,
     unsorted_error,
     validate_rows,
@@ -60,7 +62,8 @@ class PolarsDataFeed:
     ----------
     data : DataFrame, LazyFrame, pandas.DataFrame, str or Path
         Bars with a timestamp column, ``open, high, low, close, volume`` and extra
-        columns. Column names are matched case-insensitively. The timestamp column is
+        columns. Column names are matched case-insensitively, so two names that differ
+        only by case (``close`` and ``Close``) are an error. The timestamp column is
         ``timestamp`` (or ``datetime``/``date``/``time``), a polars ``Datetime`` or
         ``Date``. Long multi-asset frames carry an ``asset_id`` or ``symbol`` column.
     asset_id : str, optional
@@ -118,7 +121,10 @@ class PolarsDataFeed:
     -----
     Signal values may be null or NaN: they reach the strategy as ``float('nan')``.
     Prices and volume may not: every bar must have positive finite OHLC with
-    ``low <= open, close <= high`` and a non-negative volume.
+    ``low <= open, close <= high`` and a non-negative volume. Prices stored as text are
+    read as numbers (``"101.5"``); text that is not a number (``"n/a"``) is an error
+    naming the column, row, timestamp and asset. Signals, indicators and ``context_data``
+    columns may not be named like a price column.
     """
 
     def __init__(
@@ -143,6 +149,8 @@ class PolarsDataFeed:
         self._lazy = isinstance(frame, pl.LazyFrame)
         lf = frame.lazy()
         schema = _collect_schema(lf, self.name)
+        check_distinct_names(list(schema), self.name)
+        sig_from, ind_from = "signal_columns", "indicator_columns"
         if asset_columns is not None:
             unknown = set(asset_columns) - {"signals", "indicators"}
             if unknown:
@@ -150,6 +158,10 @@ class PolarsDataFeed:
                     f"{self.name}: asset_columns keys must be 'signals'/'indicators', "
                     f"got {sorted(unknown)}"
                 )
+            if "signals" in asset_columns:
+                sig_from = "asset_columns['signals']"
+            if "indicators" in asset_columns:
+                ind_from = "asset_columns['indicators']"
             signal_columns = list(asset_columns.get("signals", signal_columns or []))
             indicator_columns = list(asset_columns.get("indicators", indicator_columns or []))
         rename, ts_col, asset_col = self._resolve_columns(
@@ -167,12 +179,19 @@ class PolarsDataFeed:
                 "which is not given"
             )
         self.indicator_names = tuple(indicator_columns or ())
+        origin: dict[str, str] = {}  # signals not named by sig_from
         if signal_columns is None:
             taken = {ts_col, asset_col, *rename, *self.indicator_names}
             signal_columns = [c for c, t in schema.items() if c not in taken and t.is_numeric()]
             if sd is not None:
-                signal_columns += [c for c in sd.value_columns if c not in self.indicator_names]
+                skip = {*self.indicator_names, *signal_columns}  # a clash is named below
+                extra = [c for c in sd.value_columns if c not in skip]
+                origin.update(dict.fromkeys(extra, "signal_data"))
+                signal_columns += extra
         self.signal_names = tuple(signal_columns)
+        listed = [(c, origin.get(c, sig_from)) for c in self.signal_names]
+        listed += [(c, ind_from) for c in self.indicator_names]
+        _check_value_names(self.name, listed, (ts_col, asset_col))
         asof_names: list[str] = []
         for col in (*self.signal_names, *self.indicator_names):
             if sd is not None and col in sd.value_columns:
@@ -192,21 +211,18 @@ class PolarsDataFeed:
                 raise DataValidationError(
                     f"{self.name}: column {col!r} must be numeric, got {schema[col]}"
                 )
-        if len({*self.signal_names, *self.indicator_names, *PRICE_COLUMNS}) != (
-            len(self.signal_names) + len(self.indicator_names) + len(PRICE_COLUMNS)
-        ):
-            raise DataValidationError(
-                f"{self.name}: a column is listed twice among prices, signals and indicators"
-            )
         self.asof_names = tuple(asof_names)
         self._value_cols = [
             c for c in (*self.signal_names, *self.indicator_names) if c not in self.asof_names
         ]
+        #: price columns read from text: price column -> (source column, its text column)
+        self._text: dict[str, tuple[str, str]] = {}
         exprs = [
             pl.col(ts_col).cast(pl.Datetime("ns", self.timezone)).dt.epoch("ns").alias(TS),
-            *(pl.col(src).cast(pl.Float64).alias(dst) for src, dst in rename.items()),
+            *(self._price_expr(src, dst, schema[src]) for src, dst in rename.items()),
             *(pl.col(c).cast(pl.Float64) for c in self._value_cols),
         ]
+        exprs += [pl.col(src).cast(pl.String).alias(text) for src, text in self._text.values()]
         if asset_col is not None:
             exprs.append(pl.col(asset_col).cast(pl.String).alias(ASSET))
         self._source, self._exprs = lf, exprs
@@ -274,8 +290,32 @@ class PolarsDataFeed:
             )
         return rename, ts_col, asset_col
 
+    def _price_expr(self, src: str, dst: str, dtype: pl.DataType) -> pl.Expr:
+        """Return the Float64 expression of price column ``src`` (renamed ``dst``).
+
+        Text is read as numbers (``"101.5"``, surrounding blanks ignored); an entry that is
+        not a number is reported by :meth:`_check_text` with its row.
+        """
+        col = pl.col(src)
+        if dtype.is_numeric() or dtype == pl.Null:
+            return col.cast(pl.Float64).alias(dst)
+        if dtype == pl.String or isinstance(dtype, pl.Categorical | pl.Enum):
+            self._text[dst] = (src, f"__ml4t_text_{dst}")
+            text = col.cast(pl.String).str.strip_chars()
+            return text.cast(pl.Float64, strict=False).alias(dst)
+        raise DataValidationError(
+            f"{self.name}: column {src!r} must be numeric (or text of numbers), got {dtype}"
+        )
+
+    def _check_text(self, df: pl.DataFrame) -> pl.DataFrame:
+        """Raise on a price given as text that is not a number; drop the text columns."""
+        if not self._text:
+            return df
+        check_text_numbers(df, self.name, self._text, self.timezone)
+        return df.drop(text for _, text in self._text.values())
+
     def _load_eager(self) -> None:
-        df = self._frame.collect()
+        df = self._check_text(self._frame.collect())
         validate_rows(df, self.name, self._value_cols, self.timezone)
         self._set_assets(df)
         self._ts = df[TS].to_numpy()
@@ -404,6 +444,7 @@ class PolarsDataFeed:
             raise DataValidationError(f"{self.name}: cannot read the data: {exc}") from exc
         df = df.with_row_index(ROW, offset=first_row)  # source row numbers, for messages
         self._next_load = (end_ns, first_row + df.height)
+        df = self._check_text(df)
         validate_rows(df, self.name, self._value_cols, self.timezone, keys_checked=True)
         if self._has_asset_col:
             extra = set(df[ASSET].unique().to_list()) - set(self.asset_ids)
@@ -414,6 +455,31 @@ class PolarsDataFeed:
             self._codes(df),
             {c: _f64(df[c]) for c in (*PRICE_COLUMNS, *self._value_cols)},
         )
+
+    def has_rows(self, start_ns: int, end_ns: int) -> bool:
+        """Return True when some row has ``start_ns <= ts < end_ns`` (int ns UTC).
+
+        The clock asks before a run with a period, so that a period between bars fails at
+        set-up. In-memory: a binary search; lazy: one count query with the time filter
+        pushed into the scan.
+        """
+        if not self._lazy:
+            lo, hi = np.searchsorted(self._ts, [start_ns, end_ns], side="left")
+            return bool(hi > lo)
+        first, last = self._bounds
+        if last < first or last < start_ns or first >= end_ns:
+            return False
+        if self._key_counts is not None:  # the distinct timestamps are known already
+            uniq = self._key_counts[0]
+            lo, hi = np.searchsorted(uniq, [start_ns, end_ns], side="left")
+            return bool(hi > lo)
+        col = pl.col(self._ts_col)
+        window = (col >= self._ts_literal(start_ns)) & (col < self._ts_literal(end_ns))
+        try:
+            count = self._source.filter(window).select(pl.len()).collect().item()
+        except (pl.exceptions.PolarsError, OSError) as exc:
+            raise DataValidationError(f"{self.name}: cannot read the data: {exc}") from exc
+        return int(count) > 0
 
     def window_edges(self, lo: int, hi: int) -> list[int] | None:
         """Return where windows must start to honour the row limit, or None without one.
@@ -476,6 +542,34 @@ class ParquetDataFeed(PolarsDataFeed):
         if path.lower().endswith(".csv"):
             raise DataValidationError(f"{path}: ParquetDataFeed reads Parquet; use read_ohlcv_csv")
         super().__init__(path, asset_id, **kwargs)
+
+
+def _check_value_names(
+    source: str, listed: Sequence[tuple[str, str]], keys: tuple[str, str | None]
+) -> None:
+    """Raise if a signal or indicator is a price or key column, or is listed twice.
+
+    ``listed`` holds ``(column, option that names it)`` pairs; ``keys`` the timestamp and
+    asset columns.
+    """
+    seen: dict[str, str] = {}
+    for col, option in listed:
+        if col.lower() in PRICE_COLUMNS:
+            raise DataValidationError(
+                f"{source}: {option} names {col!r}, a price column; open, high, low, close "
+                "and volume reach the strategy as event.open ... event.volume, never as "
+                f"signals or indicators: remove {col!r} from {option} (or rename the column "
+                "if it holds another series)"
+            )
+        if col in keys:
+            raise DataValidationError(
+                f"{source}: {option} names {col!r}, the timestamp or asset column"
+            )
+        if col in seen:
+            raise DataValidationError(
+                f"{source}: column {col!r} is listed twice, in {seen[col]} and {option}"
+            )
+        seen[col] = option
 
 
 def _collect_schema(lf: pl.LazyFrame, source: str) -> dict[str, pl.DataType]:
@@ -598,9 +692,19 @@ def _context_series(
         return {}
     from ..core.context import series_from_frame
 
-    frame = to_polars(data, f"{source} context_data")
+    where = f"{source} context_data"
+    frame = to_polars(data, where)
     df = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
-    return dict(series_from_frame(df, f"{source} context_data", timezone))
+    check_distinct_names(df.columns, where)
+    series: dict[str, tuple[np.ndarray, ...]] = dict(series_from_frame(df, where, timezone))
+    for name in series:
+        if name.lower() in PRICE_COLUMNS:
+            raise DataValidationError(
+                f"{where}: column {name!r} has the name of a price column; context values "
+                "are market-wide (one per timestamp) and would be confused with the bar's "
+                f"own {name.lower()}: rename it (e.g. 'spy_{name.lower()}')"
+            )
+    return series
 
 
 def csv_feed(

@@ -17,7 +17,7 @@ import polars as pl
 
 from ..core.asof import AsOfRows, check_rows, parse_duration_ns
 from ..core.context import visible_times
-from ..core.data import ASSET_ALIASES, TIMESTAMP_ALIASES, find_column
+from ..core.data import ASSET_ALIASES, TIMESTAMP_ALIASES, check_distinct_names, find_column
 from ..errors import DataValidationError
 from ..io import FeedSource, to_polars_frame
 
@@ -47,6 +47,7 @@ class SignalData:
         self.source = source
         self.frame = to_polars_frame(data, source)
         cols = self.frame.columns
+        check_distinct_names(cols, source)
         self.ts_col = find_column(cols, TIMESTAMP_ALIASES)
         if self.ts_col is None:
             raise DataValidationError(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime
+from datetime import datetime, time
 from typing import Any
 
 import numpy as np
@@ -97,7 +97,9 @@ class Clock:
         self.chunk_ts: list[int] = []
         self.base_index = 0
         self.override_ns: int | None = -1
+        #: the run period ``[start_ns, end_ns)`` (``None`` = open); set by the engine
         self.period: tuple[int | None, int | None] = (None, None)
+        self._rows_known: tuple[tuple[int, int], bool] | None = None
 
     def _asof_table(self) -> AsOfTable | None:
         """Combine the feeds' lower-frequency rows (global codes) into one as-of table."""
@@ -155,18 +157,29 @@ class Clock:
         starts, counted from the one at or before the first bar), and the timestamps each
         feed's ``window_edges(lo, hi)`` returns (row limits). Every edge is a timestamp, so
         a window never splits the rows of one timestamp. No edge at all gives one window.
+
+        Raises
+        ------
+        DataValidationError
+            When there is nothing to run: every feed is empty, or the period
+            (:attr:`period`) selects no bar. The message names the feeds, the requested
+            period and the data's first and last timestamp. A period that lies within the
+            data but between bars is found through the feeds' optional ``has_rows``; for a
+            feed without it, :meth:`blocks` raises the same error once every window came
+            back empty.
         """
         bounds = [f.time_bounds() for f in self.feeds]
         bounds = [b for b in bounds if b[1] >= b[0]]
         if not bounds:
-            return []
-        lo = min(b[0] for b in bounds)
-        hi = max(b[1] for b in bounds) + 1
+            raise self._no_bars(None)
+        first = min(b[0] for b in bounds)
+        last = max(b[1] for b in bounds)
+        lo, hi = first, last + 1
         start, end = self.period
         lo = lo if start is None else max(lo, start)
         hi = hi if end is None else min(hi, end)
-        if hi <= lo:
-            return []
+        if hi <= lo or not self._any_rows(lo, hi):
+            raise self._no_bars((first, last))
         cuts: set[int] = set()
         sizes: list[str] = [s for f in self.feeds if (s := getattr(f, "chunk_size", None))]
         if sizes:
@@ -179,8 +192,67 @@ class Clock:
         inner = sorted(e for e in cuts if lo < e < hi)
         return list(itertools.pairwise([lo, *inner, hi]))
 
+    def _any_rows(self, lo: int, hi: int) -> bool:
+        """Return False only when every feed says it has no row in ``[lo, hi)``.
+
+        Needed only with a period: without one ``[lo, hi)`` spans the data's own first
+        and last bar. A feed that cannot tell (no ``has_rows``) counts as having rows.
+        The answer is kept, since the engine asks for the windows more than once a run.
+        """
+        if self.period == (None, None):
+            return True
+        if self._rows_known is not None and self._rows_known[0] == (lo, hi):
+            return self._rows_known[1]
+        found = False
+        for feed in self.feeds:
+            has_rows = getattr(feed, "has_rows", None)
+            if not callable(has_rows) or has_rows(lo, hi):
+                found = True
+                break
+        self._rows_known = ((lo, hi), found)
+        return found
+
+    def _no_bars(self, data_range: tuple[int, int] | None) -> DataValidationError:
+        """The error for a run with no bar: ``data_range`` is ``None`` when all are empty."""
+        names = ", ".join(repr(n) for n in self.feed_names)
+        of = f"feed {names}" if len(self.feed_names) == 1 else f"feeds {names}"
+        start, end = self.period
+        if data_range is None:
+            has = "has" if len(self.feed_names) == 1 else "have"
+            text = f"no bars to run: {of} {has} no rows"
+            if start is not None or end is not None:
+                text += f" (requested period {self._describe_period()})"
+            return DataValidationError(text)
+        first, last = (self._show(ts) for ts in data_range)
+        return DataValidationError(
+            f"no bars to run: the requested period {self._describe_period()} selects no bar "
+            f"of {of}, whose data runs from {first} to {last}; check start=/end= (or "
+            "backtest.start_date/end_date)"
+        )
+
+    def _describe_period(self) -> str:
+        start, end = self.period
+        lo = "the start of the data" if start is None else self._show(start)
+        if end is None:
+            hi = "the end of the data"
+        elif self.to_datetime(end).time() == time(0):  # a whole day: show the last one
+            hi = self.to_datetime(end - 1).date().isoformat()
+        else:
+            hi = self._show(end - 1)
+        return f"from {lo} to {hi}"
+
+    def _show(self, ns: int) -> str:
+        """Return a timestamp for messages: the date alone at midnight."""
+        when = self.to_datetime(ns)
+        return when.date().isoformat() if when.time() == time(0) else when.isoformat()
+
     def blocks(self) -> Iterator[Block]:
-        """Yield merged blocks in time order."""
+        """Yield merged blocks in time order.
+
+        Raises :class:`DataValidationError` (as :meth:`windows` does) if no window has a
+        bar, which only a feed without ``has_rows`` lets through to here.
+        """
+        empty = True
         for start, end in self.windows():
             parts = []
             for feed, mapping in zip(self.feeds, self._maps, strict=True):
@@ -192,7 +264,13 @@ class Clock:
                     index = BlockAsOf(self.asof, block)
                     for name in self.asof_names:
                         block.cols[name] = AsOfColumn(index, name)  # type: ignore[assignment]
+                empty = False
                 yield block
+        if empty:
+            bounds = [b for f in self.feeds if (b := f.time_bounds())[1] >= b[0]]
+            if not bounds:  # pragma: no cover - windows() raised already
+                raise self._no_bars(None)
+            raise self._no_bars((min(b[0] for b in bounds), max(b[1] for b in bounds)))
 
 
 _CHUNK = re.compile(r"^(\d+)(mo|w|d|y)$")

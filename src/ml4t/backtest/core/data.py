@@ -24,6 +24,8 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from ..errors import DataValidationError
+
 __all__ = [
     "ASSET_ALIASES",
     "PRICE_COLUMNS",
@@ -33,6 +35,7 @@ __all__ = [
     "Feed",
     "LazyColumns",
     "RawBlock",
+    "check_distinct_names",
     "find_column",
     "make_ts_converter",
     "merge_raw_blocks",
@@ -50,6 +53,35 @@ def find_column(columns: Sequence[str], aliases: Sequence[str]) -> str | None:
     """Return the first of ``columns`` matching ``aliases`` case-insensitively, or None."""
     lower = {c.lower(): c for c in columns}
     return next((lower[a] for a in aliases if a in lower), None)
+
+
+def check_distinct_names(
+    columns: Sequence[str], source: str, normalise: Callable[[str], str] | None = None
+) -> None:
+    """Raise unless the column names stay distinct once normalised (lower-cased by default).
+
+    Columns are matched case-insensitively (``Close`` is the close), so two names that
+    differ only by case (``close`` and ``Close``) would make one silently hide the other.
+
+    Raises
+    ------
+    DataValidationError
+        Naming ``source`` and both columns.
+    """
+    seen: dict[str, str] = {}
+    for name in columns:
+        key = normalise(name) if normalise is not None else name.lower()
+        other = seen.get(key)
+        if other is None:
+            seen[key] = name
+            continue
+        if other == name:
+            raise DataValidationError(f"{source}: column {name!r} appears twice")
+        how = "differ only by case" if normalise is None else f"both read as {key!r}"
+        raise DataValidationError(
+            f"{source}: columns {other!r} and {name!r} {how}; column names are matched "
+            "case-insensitively, so one would hide the other: rename or drop one"
+        )
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -80,7 +112,11 @@ class Feed(Protocol):
     the smallest ``chunk_size`` of its feeds, counted from the unit boundary at or before
     the first bar. A feed may also have ``window_edges(lo, hi) -> list[int] | None``: extra
     cut timestamps in ``(lo, hi)`` (the builtin feeds use it for row and memory limits,
-    never splitting a timestamp); the clock cuts at the union of all of them.
+    never splitting a timestamp); the clock cuts at the union of all of them. And it may
+    have ``has_rows(start_ns, end_ns) -> bool`` (is any row in ``[start_ns, end_ns)``?):
+    with a run period (``BacktestEngine(start=..., end=...)``) the clock asks it before the
+    run, so a period that selects no bars fails at set-up; without it the clock finds out
+    only after loading every window.
     """
 
     @property
