@@ -13,6 +13,7 @@ of the scenario (settings, orders, corporate actions) is drawn by hypothesis and
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 from collections import defaultdict
@@ -20,10 +21,11 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
+import hypothesis
 import numpy as np
 import polars as pl
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from ml4t.backtest import (
@@ -74,6 +76,12 @@ KINDS = (
     "close",
     "set_exits",
 )
+#: a closing-only script: positions are opened on the first bar (market orders, brackets),
+#: every later action may only close or reduce them (or change the position exits)
+OPENING = ("market", "bracket")
+CLOSING = ("close", "reduce", "sell_percent", "set_exits", "cancel")
+#: target orders, mixed with everything else
+TARGETS = ("target_qty", "target_pct", "target_value", "rebalance", "confidence")
 
 
 @dataclass(frozen=True)
@@ -101,6 +109,7 @@ class Scenario:
     broker: dict[str, Any]
     mult: dict[str, float]
     flat_at: int = -1  # from this bar on every position is closed (-1: never)
+    closing_only: bool = False  # OPENING actions on bar 0, CLOSING actions after it
 
     def make_broker(self) -> SimulationBroker:
         return SimulationBroker(initial_cash=INITIAL, **self.broker)
@@ -179,36 +188,58 @@ def exit_rules(draw: Any) -> dict[str, Any]:
     return {k: v for k, v in rules.items() if v is not None} or {"stop_loss": 0.05}
 
 
-def _actions(n: int, assets: tuple[str, ...], kinds: tuple[str, ...]) -> Any:
-    one = st.tuples(
-        st.integers(0, n - 1),
-        st.sampled_from(assets),
-        st.builds(
-            Action,
-            kind=st.sampled_from(kinds),
-            side=st.sampled_from(["buy", "sell"]),
-            qty=st.one_of(st.integers(1, 200).map(float), st.floats(0.5, 200.0)),
-            f1=st.floats(0.9, 1.1),
-            f2=st.floats(0.9, 1.1),
-            tif=st.sampled_from(["gtc", "day", "ioc", "fok", "gtd"]),
-            days=st.integers(0, 6),
-            big=st.booleans(),
-        ),
+def _action(kinds: tuple[str, ...]) -> Any:
+    return st.builds(
+        Action,
+        kind=st.sampled_from(kinds),
+        side=st.sampled_from(["buy", "sell"]),
+        qty=st.one_of(st.integers(1, 200).map(float), st.floats(0.5, 200.0)),
+        f1=st.floats(0.9, 1.1),
+        f2=st.floats(0.9, 1.1),
+        tif=st.sampled_from(["gtc", "day", "ioc", "fok", "gtd"]),
+        days=st.integers(0, 6),
+        big=st.booleans(),
     )
+
+
+def _actions(n: int, assets: tuple[str, ...], kinds: tuple[str, ...]) -> Any:
+    one = st.tuples(st.integers(0, n - 1), st.sampled_from(assets), _action(kinds))
     return st.lists(one, min_size=5, max_size=60)
 
 
 @st.composite
-def scenarios(draw: Any, costs: bool = True, corporate: bool = True, flatten: bool = False) -> Any:
+def scenarios(
+    draw: Any,
+    costs: bool = True,
+    corporate: bool = True,
+    flatten: bool = False,
+    closing_only: bool = False,
+    targets: bool = False,
+    margin_calls: bool = False,
+) -> Any:
     n = draw(st.integers(20, 60))
     assets = POOL[: draw(st.integers(1, 3))]
     # a flattening scenario needs every bar to be able to close a whole position: the
     # volume cap then allows at least 0.1 * 20,000 = 2,000 units per bar
     vol_range = (20_000.0, 200_000.0) if flatten else (500.0, 50_000.0)
     bars = _bars(draw(st.integers(0, 2**32 - 1)), n, assets, vol_range)
-    account = draw(st.sampled_from(["cash", "margin"]))
+    # closing-only scenarios open big positions, mostly on margin, so margin calls happen
+    accounts = ["cash", "margin", "margin", "simple"] if closing_only else ["cash", "margin"]
+    account = "margin" if margin_calls else draw(st.sampled_from(accounts))
+    sides = {a: draw(st.sampled_from(["buy", "sell"])) for a in assets}
+    if margin_calls or (closing_only and draw(st.booleans())):
+        # a gap: stops fill at the open; against the position, a margin call
+        crash, k = draw(st.sampled_from(assets)), draw(st.integers(2, n - 1))
+        if margin_calls:
+            bad = [0.55, 0.7, 0.8] if sides[crash] == "buy" else [1.25, 1.45, 1.8]
+            factor = draw(st.sampled_from(bad))
+        else:
+            factor = draw(st.sampled_from([0.6, 0.75, 0.9, 1.15, 1.4]))
+        for col in ("open", "high", "low", "close"):
+            bars[crash][col][k:] = np.round(bars[crash][col][k:] * factor, 2)
+    timings = ["next_bar_open", "same_bar_close"] + (["next_bar_close"] if closing_only else [])
     broker: dict[str, Any] = {
-        "fill_timing": draw(st.sampled_from(["next_bar_open", "same_bar_close"])),
+        "fill_timing": draw(st.sampled_from(timings)),
         "account": account,
         "cash_policy": draw(st.sampled_from(["reject", "resize"])),
         "fractional": draw(st.booleans()),
@@ -216,11 +247,12 @@ def scenarios(draw: Any, costs: bool = True, corporate: bool = True, flatten: bo
         "trail_reference": draw(st.sampled_from(["high_low", "close"])),
     }
     limits = [None, 0.1, 0.5, 1.0] if flatten else [None, 0.002, 0.02, 0.1, 1.0]
-    broker["volume_limit"] = draw(st.sampled_from(limits))
+    broker["volume_limit"] = None if margin_calls else draw(st.sampled_from(limits))
     if account == "margin":
-        im = draw(st.sampled_from([0.25, 0.5, 1.0]))
+        im = draw(st.sampled_from([0.25, 0.5] if margin_calls else [0.25, 0.5, 1.0]))
         broker["initial_margin"] = im
-        broker["maintenance_margin"] = im * draw(st.sampled_from([0.3, 0.5, 1.0]))
+        ratios = [0.5, 1.0] if margin_calls else [0.3, 0.5, 1.0]
+        broker["maintenance_margin"] = im * draw(st.sampled_from(ratios))
         broker["margin_call"] = draw(st.sampled_from(["liquidate", "liquidate_all"]))
         if costs:
             broker["borrow_rate"] = draw(st.sampled_from([0.0, 0.05, 2.0]))
@@ -230,7 +262,7 @@ def scenarios(draw: Any, costs: bool = True, corporate: bool = True, flatten: bo
         if flatten and isinstance(slippage, VolumeShareSlippage):
             slippage = None
         broker["slippage"] = slippage
-    if draw(st.booleans()):
+    if draw(st.booleans()) or (closing_only and draw(st.booleans())):
         broker["exits"] = draw(exit_rules())
     mult = {a: draw(st.sampled_from([1.0, 1.0, 10.0])) for a in assets}
     spec = {}
@@ -266,10 +298,27 @@ def scenarios(draw: Any, costs: bool = True, corporate: bool = True, flatten: bo
             orient="row",
         )
     actions: dict[tuple[int, str], list[Action]] = defaultdict(list)
-    for bar, asset, action in draw(_actions(n, assets, KINDS)):
+    if closing_only:
+        for asset in assets:  # opened on the first bar, in one direction per asset
+            side = sides[asset]
+            for action in draw(st.lists(_action(OPENING), min_size=1, max_size=2)):
+                big = action.big or account == "margin"
+                actions[(0, asset)].append(dataclasses.replace(action, side=side, big=big))
+        script = draw(_actions(n, assets, CLOSING))
+        script = [(bar, asset, act) for bar, asset, act in script if bar > 0]
+    else:
+        script = draw(_actions(n, assets, KINDS + TARGETS if targets else KINDS))
+    for bar, asset, action in script:
         actions[(bar, asset)].append(action)
     return Scenario(
-        _frame(bars, n), n, assets, dict(actions), broker, mult, n - 8 if flatten else -1
+        _frame(bars, n),
+        n,
+        assets,
+        dict(actions),
+        broker,
+        mult,
+        n - 8 if flatten else -1,
+        closing_only,
     )
 
 
@@ -311,7 +360,15 @@ class RandomTrader(Strategy):
 
     def _play(self, a: str, act: Action, close: float) -> None:
         k, q, d = act.kind, act.qty, 1 if act.side == "buy" else -1
-        if act.big:
+        im = self.sc.broker.get("initial_margin")
+        if act.big and self.sc.closing_only and im:
+            # up to the initial margin's limit, shared by the assets: margin calls follow
+            opens = len(self.sc.actions.get((0, a), ())) * len(self.sc.assets)
+            share = (0.75 + act.qty / 800.0) * 0.95 / opens
+            q = float(math.floor(share * self.get_equity() / (im * close)))
+            if q <= 0:
+                return
+        elif act.big:
             q = float(math.floor(act.qty / 100.0 * 2.0 * self.get_equity() / close))
             if q <= 0:
                 return
@@ -361,12 +418,30 @@ class RandomTrader(Strategy):
                     self._replace(o, act, close)
         elif k == "close":
             orders.append(self.close_position(a))
+        elif k == "reduce":
+            orders.append(self.reduce_position(a, min(max(act.f1 - 0.85, 0.05), 1.0)))
+        elif k == "sell_percent":
+            orders.append(self.sell_percent(a, min(max(act.f2 - 0.85, 0.05), 1.0)))
+        elif k in TARGETS:
+            orders.extend(self._target(a, act, d, close))
         elif k == "set_exits":
             if act.days == 0:
                 self.set_exits(a, None)
             else:
                 self.set_exits(a, stop_loss=abs(act.f1 - 1) + 0.01, max_bars=act.days)
         self.submitted.extend(o for o in orders if o is not None)
+
+    def _target(self, a: str, act: Action, d: int, close: float) -> list[Order | None]:
+        weight = d * (act.f1 - 0.9) * 5.0 * (2.0 if act.big else 1.0)  # -2 .. 2
+        if act.kind == "target_qty":
+            return [self.order_target_quantity(a, d * act.qty)]
+        if act.kind == "target_pct":
+            return [self.order_target_percent(a, weight)]
+        if act.kind == "target_value":
+            return [self.order_target_value(a, weight * self.get_equity())]
+        if act.kind == "confidence":
+            return [self.size_by_confidence(a, act.f2 - 0.1, max_percent=abs(weight) or 0.1)]
+        return list(self.rebalance_to_weights({a: weight}))
 
     def _replace(self, o: Order, act: Action, close: float) -> None:
         change: dict[str, Any] = {"quantity": o.filled_quantity + act.qty}
@@ -570,8 +645,44 @@ def test_random_execution_orders_end_once_and_fills_obey_limits(sc: Scenario) ->
     _check_orders(sc, result, strat, broker)
 
 
+def _margin_call_while_flattening() -> Scenario:
+    """A 4x long on margin that a gap turns into a margin call on the bar the script starts
+    flattening: the strategy's close and the broker's liquidation reach the same open.
+
+    Found by the test below (``--hypothesis-seed=216516115183747896572408001045194414220``
+    on an earlier Hypothesis): both sells filled, the account went short, the next margin
+    call bought back, and the position ping-ponged until equity was -176k.
+    """
+    n = 20
+    price = [100.0] * 12 + [80.0] * (n - 12)
+    bars = {
+        "A": {
+            "open": np.array(price),
+            "high": np.array(price) * 1.01,
+            "low": np.array(price) * 0.99,
+            "close": np.array(price),
+            "volume": np.full(n, 1e6),
+        }
+    }
+    broker = {
+        "fill_timing": "next_bar_open",
+        "account": "margin",
+        "cash_policy": "reject",
+        "fractional": True,
+        "intrabar": "conservative",
+        "trail_reference": "high_low",
+        "volume_limit": None,
+        "initial_margin": 0.25,
+        "maintenance_margin": 0.125,
+        "margin_call": "liquidate",
+    }
+    buy = Action("market", "buy", 200.0, 1.0, 1.0, "gtc", 0, big=True)  # 4x equity: 4,000
+    return Scenario(_frame(bars, n), n, ("A",), {(0, "A"): [buy]}, broker, {"A": 1.0}, n - 8)
+
+
 @SETTINGS
 @given(scenarios(costs=False, corporate=False, flatten=True))
+@example(_margin_call_while_flattening())
 def test_zero_cost_round_trips_ending_flat_create_no_money(sc: Scenario) -> None:
     result, _, broker = _run(sc)
     assert not broker.portfolio.position_by_id, broker.portfolio.position_by_id
@@ -584,6 +695,71 @@ def test_zero_cost_round_trips_ending_flat_create_no_money(sc: Scenario) -> None
     # flat: equity is all cash, and it moved by exactly the trades' net P&L
     assert abs(final["equity"] - final["cash"]) <= _tol(final["cash"])
     assert abs(final["equity"] - (INITIAL + pnl)) <= _tol(final["equity"]), (final, pnl)
+
+
+@SETTINGS
+@given(st.one_of(scenarios(closing_only=True), scenarios(closing_only=True, margin_calls=True)))
+def test_closing_orders_never_reverse_a_position_and_books_hold_under_margin_calls(
+    sc: Scenario,
+) -> None:
+    # positions are opened on the first bar in one direction per asset; afterwards only
+    # closing and reducing orders, position exits and margin calls trade: no position may
+    # ever have the other sign, and the books replay exactly from the fills after every bar
+    result, _, broker = _run(sc)
+    hypothesis.event(f"margin calls: {min(result.metrics['margin_calls'], 1)}+")
+    od = result.orders_df
+    reduced = od.filter(pl.col("reason").str.starts_with("cancelled: reduce-only")).height
+    capped = result.fills_df.filter(pl.col("reason").str.contains("reduce-only")).height
+    hypothesis.event(f"reduce-only orders cancelled: {min(reduced, 1)}+, capped: {min(capped, 1)}+")
+    for asset in sc.assets:
+        positions = _positions_over_time(result, asset)
+        opened = [act.side for act in sc.actions.get((0, asset), ())]
+        sign = 1.0 if opened[0] == "buy" else -1.0
+        tol = 1e-9 * max(1.0, float(np.abs(positions).max(initial=0.0)))
+        assert (positions * sign >= -tol).all(), (asset, positions.tolist(), result.fills_df)
+    _replay_books(sc, result, broker)
+
+
+def _positions_over_time(result: BacktestResult, asset: str) -> np.ndarray:
+    """The position of ``asset`` after each fill and split (splits come before a bar's fills)."""
+    fills = result.fills_df.filter(pl.col("asset_id") == asset)
+    changes = [
+        (t, 1, q if side == "buy" else -q)
+        for t, side, q in fills.select("timestamp", "side", "quantity").rows()
+    ]
+    events = result.account_events_df.filter(
+        (pl.col("asset_id") == asset) & (pl.col("event") == "split")
+    )
+    changes += [(t, 0, q) for t, q in events.select("timestamp", "quantity_change").rows()]
+    changes.sort(key=lambda c: (c[0], c[1]))  # stable: fills keep their order
+    return np.cumsum([c[2] for c in changes])
+
+
+@SETTINGS
+@given(scenarios(corporate=False, targets=True))
+def test_filled_target_orders_end_at_their_target(sc: Scenario) -> None:
+    # a target order resolves its quantity against the position at fill time: once it has
+    # filled completely (not shrunk by the cash policy), the position right after its last
+    # fill is its target, whatever else filled before it
+    result, strat, _ = _run(sc)
+    fills = result.fills_df
+    signed = np.where(fills["side"] == "buy", 1.0, -1.0) * fills["quantity"].to_numpy()
+    after: dict[int, float] = {}
+    reason: dict[int, str | None] = {}
+    position = dict.fromkeys(sc.assets, 0.0)
+    for j, (oid, asset, why) in enumerate(fills.select("order_id", "asset_id", "reason").rows()):
+        position[asset] += signed[j]
+        after[oid], reason[oid] = position[asset], why
+    checked = 0
+    for o in strat.submitted:
+        if o.target_quantity is None or o.status.value != "filled":
+            continue
+        if (reason[o.order_id] or "").startswith("resized"):
+            continue
+        target = o.target_quantity
+        assert abs(after[o.order_id] - target) <= 1e-9 * max(1.0, abs(target)), (o, after)
+        checked += 1
+    hypothesis.event(f"target orders checked: {min(checked, 3)}{'+' if checked > 3 else ''}")
 
 
 @settings(max_examples=max(EXAMPLES // 3, 5), deadline=None)
