@@ -344,3 +344,27 @@ def test_batch_kernel_resolves_intents_like_the_python_path(
         )
     for name in ("fills_df", "orders_df", "trades_df", "portfolio_df"):
         assert_frame_equal(getattr(runs[0], name), getattr(runs[1], name))
+
+
+def test_target_order_working_across_a_split_targets_post_split_units(run_backtest: Any) -> None:
+    # target 100 at bar 0 fills 30 a bar (volume 30, volume_limit 1.0); a 2-for-1 split before
+    # bar 2 turns the 30 held into 60 and the target into 200: the order ends at 200, not 100
+    rows = [_flat_bar(100.0)] * 2 + [_flat_bar(50.0)] * 8
+    df = _bars(rows).with_columns(pl.lit(30.0).alias("volume"))
+    split = pl.DataFrame(
+        {"asset_id": ["X"], "action": ["split"], "ex_date": [START.date() + timedelta(days=2)]}
+    ).with_columns(pl.lit(2.0).alias("ratio"))
+
+    def on_bar(s: Any, e: Any, c: Any) -> None:
+        if _day(e) == 0:
+            s.state["t"] = s.order_target_quantity("X", 100)
+
+    result, strat = run_backtest(
+        df, on_bar, asset_id=None, volume_limit=1.0, corporate_actions=split
+    )
+    target = strat.state["t"]
+    assert target.target_quantity == 200.0
+    assert target.status.value == "filled"
+    fills = result.fills_df["quantity"].to_list()
+    assert fills == [30.0, 30.0, 30.0, 30.0, 30.0, 20.0]
+    assert strat.get_position("X") == 200.0

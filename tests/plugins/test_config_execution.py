@@ -297,7 +297,7 @@ BAD = [
     ),
     pytest.param(
         "assets: specs/missing.yaml",
-        ["execution.assets", "missing.yaml", "not found"],
+        ["execution.assets", "missing.yaml", "no such file"],
         id="assets-file-missing",
     ),
     # presets: an unknown name, and a bad or conflicting key on top of one

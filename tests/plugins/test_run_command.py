@@ -32,6 +32,7 @@ from ml4t.backtest import runner as runner_module
 from ml4t.backtest.builtin.reporters import SummaryReporter
 from ml4t.backtest.cli import main
 from ml4t.backtest.config import run_config
+from ml4t.backtest.runner import resolved_config
 from ml4t.backtest.testing import make_bars
 
 MODULE = "wf_run_strategy"
@@ -133,32 +134,31 @@ def test_round_trip_through_resolved_config_reproduces_the_run(project: Path) ->
     assert a_metrics == json.loads((project / "again" / "single" / "metrics.json").read_text())
 
 
-def test_resolved_config_has_absolute_paths_and_the_same_values(
+def test_resolved_config_has_absolute_inputs_relative_outputs_and_the_same_values(
     project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     run_config(project / "bt.yaml")
     raw = yaml.safe_load((project / "out" / "resolved_config.yaml").read_text())
-    # the original, with each relative path joined to the config file's directory by hand
+    # the original, with each relative input path joined to the config file's directory by
+    # hand, and each output path relative to the resolved config's own directory (out/),
+    # so the same input writes the same bytes wherever its outputs go
     root = project.resolve()
     expected = yaml.safe_load(CONFIG)
     for key in ("asset_data", "signal_data", "context_data"):
         expected["data"][key]["path"] = str(root / expected["data"][key]["path"])
-    for key in ("output_dir", "trades_output", "portfolio_output", "fills_output"):
-        expected["reporting"][key] = str(root / expected["reporting"][key])
-    expected["reporting"]["metrics_output"] = str(root / "out" / "single" / "metrics.json")
+    expected["reporting"]["output_dir"] = "."
+    for key in ("trades_output", "portfolio_output", "fills_output", "metrics_output"):
+        expected["reporting"][key] = expected["reporting"][key].removeprefix("out/")
     expected["strategy"]["path"] = str(root / "strats")
     # every key of the original has its value; the resolved file adds only defaults
     for section, values in expected.items():
         for key, value in values.items():
             want = value.isoformat() if hasattr(value, "isoformat") else value
             assert raw[section][key] == want, (section, key)
-    # loaded from another working directory, it is the same config as the hand-made one
-    (project / "hand").mkdir()
-    (project / "hand" / "expected.yaml").write_text(yaml.safe_dump(expected))
+    # loaded from another working directory, it is the same config as the original
     monkeypatch.chdir(project / "strats")
-    skip = {"base_dir", "source"}
-    again = load_config(project / "out" / "resolved_config.yaml").model_dump(exclude=skip)
-    assert again == load_config(project / "hand" / "expected.yaml").model_dump(exclude=skip)
+    again = resolved_config(load_config(project / "out" / "resolved_config.yaml"))
+    assert again == resolved_config(load_config(project / "bt.yaml"))
 
 
 # --- manifest --------------------------------------------------------------------------------
@@ -215,7 +215,8 @@ def test_failure_while_staging_leaves_no_file_in_a_fresh_output_dir(
     monkeypatch.setattr(SummaryReporter, "report", _disk_full)
     with pytest.raises(OSError, match="disk full"):
         run_config(project / "bt.yaml")
-    assert list((project / "out").iterdir()) == []  # no result, manifest or staging dir
+    # no result, manifest, lock or staging dir: the directory the run created is removed
+    assert not (project / "out").exists()
 
 
 def test_failure_while_staging_leaves_the_previous_run_untouched(

@@ -4,11 +4,12 @@ Subcommands
 -----------
 ``demo [--output DIR] [--quiet]``
     Run the embedded walk-forward ML demo (:func:`ml4t.backtest.demo.run_demo`).
-``run CONFIG [--set KEY=VALUE ...] [--output DIR] [--quiet] [--no-progress]``
+``run CONFIG [--set KEY=VALUE ...] [--output DIR] [--quiet] [--no-progress] [--traceback]``
     Run the backtest a YAML/JSON config describes, print its summary and write its
     outputs atomically, with the resolved config and a run manifest (data hashes,
     versions) beside them (:func:`ml4t.backtest.runner.run_config`). A progress bar shows
-    on a terminal for runs longer than a second.
+    on a terminal for runs longer than a second. One run at a time writes to an output
+    directory (a lock file names the holder).
 ``plugins [--json] [--hooks]``
     List the plugins this environment loads: name, distribution, version and the named
     models each provides.
@@ -17,18 +18,27 @@ Subcommands
     harness (which ships with a checkout, not with the wheel; ``--root`` points at one)
     and write its Markdown report. Exits with status 3 when a cell is a mismatch.
 
-Errors raised by ml4t.backtest (:class:`~ml4t.backtest.BacktestError` and subclasses)
-are printed as one line on stderr and exit with status 2, without a traceback; a
-failure to write the output (``OSError``) exits with status 1.
+Errors raised by ml4t.backtest (:class:`~ml4t.backtest.BacktestError` and subclasses:
+``ConfigError``, ``DataValidationError``, ``StrategyError``, ``PluginError``,
+``OutputLockError``) are printed as one line on stderr and exit with status 2, without a
+traceback; ``--traceback`` (before or after the subcommand) prints the full traceback
+first, down to the line of the strategy or plugin code that raised. A failure to write
+the output (``OSError``) exits with status 1, Ctrl-C (SIGINT) with 130 and SIGTERM with
+143; on either signal a run removes its staging directory and lock and leaves earlier
+outputs as they were.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 
 from . import __version__
 from .errors import BacktestError
@@ -45,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Event-driven, point-in-time correct backtesting for ML strategies.",
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    parser.add_argument("--traceback", action="store_true", help=_TRACEBACK_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     demo = sub.add_parser(
         "demo",
@@ -63,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="directory for the result files (default: ./ml4t_demo_output)",
     )
     demo.add_argument("--quiet", "-q", action="store_true", help="print nothing")
+    _traceback_option(demo)
     run = sub.add_parser(
         "run",
         help="run the backtest described by a YAML or JSON config",
@@ -91,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="no progress bar (it is shown only on a terminal, for runs over a second)",
     )
+    _traceback_option(run)
     plugins = sub.add_parser(
         "plugins",
         help="list installed plugins and what each provides",
@@ -135,7 +148,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     val.add_argument("--list", action="store_true", help="list the scenarios and exit")
     val.add_argument("--quiet", "-q", action="store_true", help="print only the table")
+    _traceback_option(val)
     return parser
+
+
+_TRACEBACK_HELP = (
+    "on an error, print the full traceback (down to the strategy or plugin code that "
+    "raised) before the one-line message"
+)
+
+
+def _traceback_option(sub: argparse.ArgumentParser) -> None:
+    # SUPPRESS: the subcommand's default must not undo a --traceback given before it
+    sub.add_argument(
+        "--traceback", action="store_true", default=argparse.SUPPRESS, help=_TRACEBACK_HELP
+    )
 
 
 def _print_plugins(as_json: bool, hooks: bool) -> None:
@@ -226,6 +253,28 @@ def _progress_bar(show: bool) -> Iterator[Callable[[float], None] | None]:
         bar.close()
 
 
+class _Terminated(BaseException):
+    """Raised by the SIGTERM handler, so ``finally`` blocks run (staging, lock)."""
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the clean-up runs once, undisturbed
+    raise _Terminated
+
+
+@contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """Turn SIGTERM into an exception for the duration (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line and return the exit status.
 
@@ -238,7 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     -------
     int
         0 on success, 1 on an I/O error, 2 on a usage error or an ml4t.backtest error,
-        130 when interrupted.
+        130 when interrupted (SIGINT), 143 when terminated (SIGTERM).
     """
     parser = build_parser()
     try:
@@ -248,28 +297,45 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
+    show_traceback = bool(getattr(args, "traceback", False))
     try:
-        if args.command == "demo":
-            from .demo import run_demo
+        with _sigterm_raises():
+            if args.command == "demo":
+                from .demo import run_demo
 
-            run_demo(args.output, quiet=args.quiet)
-        elif args.command == "run":
-            _run(args)
-        elif args.command == "plugins":
-            _print_plugins(args.json, args.hooks)
-        elif args.command == "validate":
-            return _validate(args)
-        return 0
+                run_demo(args.output, quiet=args.quiet)
+            elif args.command == "run":
+                _run(args)
+            elif args.command == "plugins":
+                _print_plugins(args.json, args.hooks)
+            elif args.command == "validate":
+                return _validate(args)
+            return 0
     except BacktestError as exc:
+        if show_traceback:
+            traceback.print_exception(exc, file=sys.stderr)
         notes = "; ".join(getattr(exc, "__notes__", ()))
-        _error(f"{type(exc).__name__}: {exc}" + (f" ({notes})" if notes else ""))
+        hint = ""
+        if exc.__cause__ is not None and not show_traceback:
+            hint = " (rerun with --traceback for the full traceback)"
+        _error(f"{type(exc).__name__}: {exc}" + (f" ({notes})" if notes else "") + hint)
         return 2
     except OSError as exc:
+        if show_traceback:
+            traceback.print_exception(exc, file=sys.stderr)
         _error(f"{type(exc).__name__}: {exc}")
         return 1
     except KeyboardInterrupt:
-        _error("interrupted")
-        return 130
+        _error("interrupted (SIGINT)" + _STOPPED.get(args.command, ""))
+        return 128 + signal.SIGINT
+    except _Terminated:
+        _error("terminated (SIGTERM)" + _STOPPED.get(args.command, ""))
+        return 128 + signal.SIGTERM
+
+
+_STOPPED = {
+    "run": "; the run's staging directory and lock were removed, earlier outputs are unchanged"
+}
 
 
 def _error(message: str) -> None:

@@ -29,6 +29,7 @@ import re
 import sys
 from collections.abc import Sequence
 from datetime import date
+from glob import glob
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -37,6 +38,7 @@ import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PositiveFloat,
@@ -49,7 +51,7 @@ from .core.asof import parse_duration_ns
 from .core.data import TIMESTAMP_ALIASES
 from .errors import ConfigError, DataValidationError
 from .io import to_polars_frame
-from .plugins import PluginManager, get_plugin_manager
+from .plugins import PluginManager, PluginRegistry, get_plugin_manager
 
 if TYPE_CHECKING:
     from .core.engine import BacktestEngine
@@ -109,13 +111,31 @@ def _duration(value: Any) -> Any:
 Duration = Annotated[str | None, AfterValidator(_duration)]
 
 
+def _not_bool(value: Any) -> Any:
+    """Reject a boolean where a number is expected (pydantic would read ``true`` as 1)."""
+    if isinstance(value, bool):
+        raise ValueError(_bool_problem(value))
+    return value
+
+
+def _bool_problem(value: bool) -> str:
+    return (
+        f"expected a number, got a boolean ({str(value).lower()}); YAML reads "
+        "true/false/yes/no/on/off as booleans"
+    )
+
+
+#: a number that is never a boolean (``initial_capital: true`` is an error, not 1.0)
+Number = Annotated[float, BeforeValidator(_not_bool)]
+
+
 class RunConfig(_Frozen):
     """The ``backtest`` section: run name, period, capital and trading calendar."""
 
     name: str | None = None
     start_date: date | None = None
     end_date: date | None = None
-    initial_capital: PositiveFloat = 100_000.0
+    initial_capital: Annotated[PositiveFloat, BeforeValidator(_not_bool)] = 100_000.0
     calendar: str | None = None
     outside_sessions: Literal["warn", "error", "ignore"] = "warn"
 
@@ -151,7 +171,7 @@ class AssetDataConfig(_Frozen):
     path: str
     asset_id: str | None = None
     columns: ColumnsConfig | None = None
-    chunk_size: str | int | None = None
+    chunk_size: Annotated[str | int | None, BeforeValidator(_not_bool)] = None
 
 
 class SignalDataConfig(_Frozen):
@@ -202,12 +222,12 @@ class ExecutionConfig(_Frozen):
     allow_short: bool | None = None
     cash_policy: Literal["reject", "resize", "allow"] | None = None
     account: Literal["cash", "simple", "margin"] | None = None
-    initial_margin: float | None = None
-    maintenance_margin: float | None = None
-    max_leverage: float | None = None
-    borrow_rate: float | None = None
+    initial_margin: Number | None = None
+    maintenance_margin: Number | None = None
+    max_leverage: Number | None = None
+    borrow_rate: Number | None = None
     margin_call: Literal["liquidate", "liquidate_all"] | None = None
-    volume_limit: float | None = None
+    volume_limit: Number | None = None
     intrabar: Literal["conservative", "high_first", "low_first", "nearest", "close_only"] | None = (
         None
     )
@@ -220,6 +240,16 @@ class ExecutionConfig(_Frozen):
     exit_slippage: bool | None = None
     one_order_per_bar: bool | None = None
     slippage_within_bar: bool | None = None
+    order_sizing: Literal["at_fill", "at_order"] | None = None
+
+    @field_validator("exits", "risk_limits")
+    @classmethod
+    def _numbers_not_bools(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        # every exit and limit is a number but ``on_breach`` (checked by the broker)
+        for key, item in (value or {}).items():
+            if isinstance(item, bool) and key != "on_breach":
+                raise ValueError(f"{key}: {_bool_problem(item)}")
+        return value
 
 
 class ReportingConfig(_Frozen):
@@ -309,8 +339,11 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> BacktestConf
     Raises
     ------
     ConfigError
-        The file is missing or unparsable, or a key is unknown or has a bad value; the
-        message names the file and the key path (``execution.fill_timing: ...``).
+        The file is missing or unparsable, a key is unknown or has a bad value (a boolean
+        where a number belongs is a bad value), or a model, feed, broker or reporter name
+        is not provided by any installed plugin; the message names the file and the key
+        path (``execution.commission.model: unknown commission model 'x'; available:
+        ...``).
     """
     p = Path(path)
     if not p.is_file():
@@ -328,7 +361,13 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> BacktestConf
             raise ConfigError(f"{p}: {key}: not a config key (it is set from the file's location)")
     for item in overrides:
         _override(raw, item, str(p))
-    return _validate({**raw, "base_dir": str(p.resolve().parent), "source": str(p)}, str(p))
+    cfg = _validate({**raw, "base_dir": str(p.resolve().parent), "source": str(p)}, str(p))
+    registry = _plugin_manager(cfg).registry  # its errors name the file already
+    try:
+        check_names(cfg, registry)
+    except ConfigError as exc:
+        raise ConfigError(f"{cfg.source}: {exc}") from None
+    return cfg
 
 
 def _override(raw: dict[str, Any], item: str, source: str) -> None:
@@ -391,6 +430,54 @@ _BRANCH_MISMATCH = ("Input should be a valid string", "Input should be a valid d
 def _is_union_tag(part: str) -> bool:
     """Return True for the member names pydantic puts in the location of a union error."""
     return part in ("str", "ModelSpec", "int", "float", "bool") or "[" in part
+
+
+def check_names(cfg: BacktestConfig, registry: PluginRegistry) -> None:
+    """Check every plugin-provided name of a config against the plugin registry.
+
+    Cost models, the broker, the feed (a named ``data.feed`` or the builtin ``parquet``/
+    ``csv`` feed that reads ``data.asset_data``) and the reporters are looked up by name;
+    ``package.module:Class`` import paths are resolved later, when the object is built.
+
+    Raises
+    ------
+    ConfigError
+        A name no plugin provides; the message names the key (``execution.commission.model``
+        for ``{model: NAME}``, ``execution.commission`` for a bare name), the unknown name
+        and the names available, with the plugin providing each.
+    """
+    ex = cfg.execution
+    checks: list[tuple[str, Spec, str]] = [
+        (kind, spec, f"execution.{kind}")
+        for kind in ("commission", "slippage", "impact")
+        if (spec := getattr(ex, kind)) is not None
+    ]
+    checks.append(("broker", ex.broker, "execution.broker"))
+    checks.extend(
+        ("reporter", rep, f"reporting.reporters[{k}]")
+        for k, rep in enumerate(cfg.reporting.reporters)
+    )
+    data = cfg.data
+    if data.feed is not None:
+        checks.append(("feed", data.feed, "data.feed"))
+    elif data.asset_data is not None:
+        name = _file_feed(data.asset_data.path)
+        if registry.lookup("feed", name) is None:
+            raise ConfigError(
+                f"data.asset_data.path: reading {data.asset_data.path!r} needs the feed "
+                f"{name!r}, which no plugin provides; available: {registry.available('feed')}"
+            )
+    for kind, spec, where in checks:
+        name, key = (spec.model, f"{where}.model") if isinstance(spec, ModelSpec) else (spec, where)
+        if ":" in name or registry.lookup(kind, name) is not None:
+            continue
+        what = f"{kind} model" if kind in ("commission", "slippage", "impact", "reporter") else kind
+        raise ConfigError(f"{key}: unknown {what} {name!r}; available: {registry.available(kind)}")
+
+
+def _file_feed(path: str) -> str:
+    """Return the builtin feed reading ``path``: ``csv`` by suffix, else ``parquet``."""
+    return "csv" if Path(path).suffix.lower() == ".csv" else "parquet"
 
 
 def _plugin_manager(cfg: BacktestConfig) -> PluginManager:
@@ -475,6 +562,7 @@ BROKER_KEYS = (
     "exit_slippage",
     "one_order_per_bar",
     "slippage_within_bar",
+    "order_sizing",
 )
 
 
@@ -558,7 +646,7 @@ def _feed_spec(cfg: BacktestConfig) -> dict[str, Any]:
             indicators = list(params.get("indicator_columns") or [])
             params["signal_columns"] = signals + list(sd.columns.signals or [])
             params["indicator_columns"] = indicators + list(sd.columns.indicators)
-    return {"model": "csv" if path.suffix.lower() == ".csv" else "parquet", "params": params}
+    return {"model": _file_feed(ad.path), "params": params}
 
 
 def engine_from_config(
@@ -581,6 +669,7 @@ def engine_from_config(
     ex = cfg.execution
     params: dict[str, Any] = {"initial_cash": cfg.backtest.initial_capital}
     try:
+        check_names(cfg, reg)
         preset = {} if ex.preset is None else preset_settings(ex.preset)
         for kind in ("commission", "slippage", "impact"):
             spec = getattr(ex, kind)
@@ -592,20 +681,12 @@ def engine_from_config(
         for key in BROKER_KEYS:
             if getattr(ex, key) is not None:
                 params[key] = getattr(ex, key)
+        check_data_files(cfg)
         params.update(_broker_objects(cfg))
         _check_broker_settings(params)
         for k, rep in enumerate(cfg.reporting.reporters):
             reg.create("reporter", _spec(rep), where=f"reporting.reporters[{k}]")
         feed_spec = _feed_spec(cfg)
-        broker_name = ex.broker.model if isinstance(ex.broker, ModelSpec) else ex.broker
-        for kind, name, where in (
-            ("feed", feed_spec["model"], "data.feed.model"),
-            ("broker", broker_name, "execution.broker"),
-        ):
-            if ":" not in name and reg.lookup(kind, name) is None:
-                raise ConfigError(
-                    f"{where}: unknown {kind} {name!r}; available: {reg.available(kind)}"
-                )
     except ConfigError as exc:
         raise ConfigError(f"{src}: {exc}") from exc
     strat = strategy if strategy is not None else _import_strategy(cfg)
@@ -637,12 +718,54 @@ def engine_from_config(
     )
 
 
+def data_paths(cfg: BacktestConfig) -> list[tuple[str, Path]]:
+    """Return ``(key, path)`` for every local file or directory the config reads.
+
+    Paths are resolved against the config's directory; they may be globs. Feed parameters
+    count when their key names a path (``path``, ``database``, ``file``, ``directory``,
+    ``*_path``, ``*_file``); ``*_dir`` parameters are left out (a feed may create them).
+    """
+    out: list[tuple[str, Path]] = []
+    data = cfg.data
+    for key in ("asset_data", "signal_data", "context_data"):
+        section = getattr(data, key)
+        if section is not None:
+            out.append((f"data.{key}.path", cfg.path(section.path)))
+    if data.feed is not None:
+        for k, v in data.feed.params.items():
+            if _is_path_key(k) and not k.endswith("_dir") and _is_local_path(v):
+                out.append((f"data.feed.params.{k}", cfg.path(v)))
+    for key in ("assets", "corporate_actions"):
+        value = getattr(cfg.execution, key)
+        if isinstance(value, str):
+            out.append((f"execution.{key}", cfg.path(value)))
+    return out
+
+
+def check_data_files(cfg: BacktestConfig) -> None:
+    """Check that every data file the config names exists (a glob matches a file).
+
+    Raises
+    ------
+    ConfigError
+        ``data.asset_data.path: no such file: /abs/path`` (the key, then the path), so a
+        missing file is not reported later as a failure of the plugin that reads it.
+    """
+    for key, path in data_paths(cfg):
+        name = str(path)
+        if any(ch in name for ch in "*?["):
+            if not glob(name):
+                raise ConfigError(f"{key}: no such file: {name} (the glob matches nothing)")
+        elif not path.exists():
+            raise ConfigError(f"{key}: no such file: {name}")
+
+
 def _read_context(cfg: BacktestConfig) -> pl.DataFrame:
     cd = cfg.data.context_data
     assert cd is not None
     path = cfg.path(cd.path)
     if not path.is_file():
-        raise ConfigError(f"{cfg.source}: data.context_data.path: file not found: {path}")
+        raise ConfigError(f"{cfg.source}: data.context_data.path: no such file: {path}")
     df = to_polars_frame(str(path), str(path))
     if cd.fields is None:
         return df

@@ -12,8 +12,10 @@ __all__ = [
     "ConfigError",
     "DataValidationError",
     "KernelFallbackWarning",
+    "OutputLockError",
     "OutsideSessionWarning",
     "PluginError",
+    "StaleLockWarning",
     "StrategyError",
 ]
 
@@ -66,7 +68,9 @@ class PluginError(BacktestError):
     """A plugin failed: it did not import, raised in a hook, or returned the wrong thing.
 
     The message names the plugin and the distribution it came from, and says how to
-    block it.
+    block it. When one of the plugin's models raised during a run, the message also names
+    the model, the timestamp and the asset, the original exception is chained
+    (``__cause__``) and ``partial_result`` holds the result up to that timestamp.
 
     Attributes
     ----------
@@ -74,14 +78,58 @@ class PluginError(BacktestError):
         Registered name of the plugin (the entry-point name for installed plugins).
     distribution : str or None
         Distribution (``pip`` package) that provides it, with its version.
+    model : str or None
+        The model that raised during a run: its registered name and the function that
+        raised (``"commission model 'flaky' (FlakyCommission.calculate)"``).
+    timestamp : object
+        Timestamp being handled when the model raised (``None`` outside a run).
+    asset_id : str or None
+        Asset being handled, when it is known.
+    partial_result : object
+        For a failure during a run: the :class:`~ml4t.backtest.BacktestResult` of the bars
+        processed so far, marked ``complete=False``.
     """
 
     def __init__(
-        self, message: str, *, plugin: str | None = None, distribution: str | None = None
+        self,
+        message: str,
+        *,
+        plugin: str | None = None,
+        distribution: str | None = None,
+        model: str | None = None,
+        timestamp: object = None,
+        asset_id: str | None = None,
+        partial_result: object = None,
     ) -> None:
         super().__init__(message)
         self.plugin = plugin
         self.distribution = distribution
+        self.model = model
+        self.timestamp = timestamp
+        self.asset_id = asset_id
+        self.partial_result = partial_result
+
+
+class OutputLockError(BacktestError):
+    """Another run is writing to the same output directory.
+
+    Attributes
+    ----------
+    path : str
+        The output directory.
+    holder : dict
+        What the other run recorded in the lock file: ``pid``, ``host``, ``started_at``
+        and ``config`` (empty when it could not be read).
+    """
+
+    def __init__(self, message: str, *, path: str, holder: dict[str, object]) -> None:
+        super().__init__(message)
+        self.path = path
+        self.holder = holder
+
+
+class StaleLockWarning(UserWarning):
+    """A run took over the output directory lock of a run that is no longer running."""
 
 
 class OutsideSessionWarning(UserWarning):

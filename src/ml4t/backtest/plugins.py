@@ -166,8 +166,8 @@ class PluginManager(pluggy.PluginManager):
             args = {a: kwargs[a] for a in impl.argnames}
             try:
                 out = impl.function(**args)
-            except (PluginError, ConfigError):
-                raise
+            except (PluginError, ConfigError, DataValidationError):
+                raise  # already names what is wrong (a bad setting, a bad file)
             except Exception as exc:
                 raise self.error(
                     impl.plugin_name, f"raised {type(exc).__name__} in {name}: {exc}"

@@ -101,6 +101,9 @@ class AccountEvents:
             order.quantity = order.filled_quantity + broker._round_lot(
                 code, order.remaining_quantity * ratio
             )
+            if order.target_quantity is not None:  # in post-split units, like the position
+                target = order.target_quantity * ratio
+                order.target_quantity = math.copysign(broker._round_lot(code, abs(target)), target)
             for attr in ("limit_price", "stop_price", "trail_amount"):
                 value = getattr(order, attr)
                 if value is not None:

@@ -31,6 +31,8 @@ __all__ = ["ExitRules", "RiskLimits", "as_exit_rules", "as_risk_limits"]
 def _fraction(owner: str, name: str, value: Any, upper: float = 1.0) -> float | None:
     if value is None:
         return None
+    if isinstance(value, bool):
+        raise ConfigError(f"{owner} {name}: must be a number, got the boolean {value!r}")
     try:
         x = float(value)
     except (TypeError, ValueError):

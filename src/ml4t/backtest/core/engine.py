@@ -9,7 +9,6 @@ loop or done once per block.
 
 from __future__ import annotations
 
-import sys
 import time
 import traceback
 import warnings
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import (
+    BacktestError,
     ConfigError,
     DataValidationError,
     OutsideSessionWarning,
@@ -32,6 +32,7 @@ from .batch import BatchStrategy, BatchView, chunk_frame
 from .calendar import Session, SessionCalendar, calendar_day_keys
 from .clock import Clock, describe_ts
 from .context import Context
+from .culprit import find_culprit
 from .data import Block, Chunk, Feed, row_of
 from .events import MarketEvent
 from .history import History
@@ -49,7 +50,6 @@ __all__ = ["BacktestEngine"]
 _CHUNK_TIMESTAMPS = 1 << 16
 #: a chunk's columns become Python lists for the loop: bound their rows (memory)
 _CHUNK_ROWS = 1 << 18
-_PKG_DIR = str(Path(__file__).resolve().parent.parent)
 
 
 class BacktestEngine:
@@ -397,15 +397,30 @@ class BacktestEngine:
                 block_marked = True
                 pf.trades.checkpoint(int(block.ts[-1]))
         except Exception as exc:
-            if block is not None and not block_marked:
-                # the failing timestamp is included: its fills happened and are in the ledger
-                done = self._chunk.ts_index0 + clock.i + 1 if self._chunk is not None else 0
-                ts_parts.append(block.ts[:done])
-                marker.mark_block(block, pf.fills, done)
-            partial = build_result(
-                self, ts_parts, marker.arrays(), time.perf_counter() - t0, complete=False
-            )
-            raise self._wrap_error(exc, partial) from exc
+            partial = None
+            try:
+                if block is not None and not block_marked:
+                    # the failing timestamp is included: its fills happened and are in the
+                    # ledger
+                    done = self._chunk.ts_index0 + clock.i + 1 if self._chunk is not None else 0
+                    ts_parts.append(block.ts[:done])
+                    marker.mark_block(block, pf.fills, done)
+                rows = sum(part.shape[0] for part in ts_parts)
+                if rows:
+                    # open positions become open trades marked at the prices of the last
+                    # row of the books, as at the end of a complete run
+                    clock.override_ns = None
+                    last_ts = int(next(p for p in reversed(ts_parts) if p.shape[0])[-1])
+                    pf.trades.close_all_open(last_ts, rows - 1, self.price_of)
+                partial = build_result(
+                    self, ts_parts, marker.arrays(), time.perf_counter() - t0, complete=False
+                )
+            except Exception as inner:  # never hide the run's error behind this one
+                exc.add_note(f"(no partial result: building it raised {inner!r})")
+            wrapped = self._wrap_error(exc, partial, state.last_ts)
+            if wrapped is exc:
+                raise
+            raise wrapped from exc
         if state.day is not None:
             clock.override_ns = None
             pf.trades.close_all_open(state.last_ts, state.index - 1, self.price_of)
@@ -609,47 +624,62 @@ class BacktestEngine:
         self._session_ts = None
 
     # --- errors --------------------------------------------------------------------------
-    def _wrap_error(self, exc: Exception, partial: Any) -> Exception:
+    def _wrap_error(self, exc: Exception, partial: Any, last_ts: int = -1) -> Exception:
+        """Return the error to raise for ``exc``, raised during the run.
+
+        Strategy code raising becomes a :class:`StrategyError`, a model of a (non-builtin)
+        plugin raising a :class:`PluginError`; whichever of the two is innermost in the
+        traceback is the culprit. Both name the timestamp and asset and carry the partial
+        result. Anything else is returned as it is, with notes saying where it happened.
+        ``last_ts`` is the last timestamp run, for an error between bars (loading a block).
+        """
         frames = traceback.extract_tb(exc.__traceback__)
         when, asset = "start-up", None
+        if last_ts >= 0:
+            when = f"after {describe_ts(self.clock.to_datetime, last_ts)} (between bars)"
         chunk = self._chunk
+        in_broker = any(f.name in ("process_open", "process_close") for f in frames)
+        several = False
         if self._session_ts is not None:  # a session callback: no asset is being handled
             when = describe_ts(self.clock.to_datetime, self._session_ts)
         elif self._where is not None and chunk is not None:
             i, r = self._where
             when = describe_ts(self.clock.to_datetime, chunk.ts[i])
-            in_broker = any(f.name in ("process_open", "process_close") for f in frames)
-            if not in_broker and 0 <= r < len(chunk.code):
+            if in_broker:  # orders of every asset of the timestamp: one row names it
+                r0, r1 = chunk.offsets[i], chunk.offsets[i + 1]
+                r, several = (r0 if r1 - r0 == 1 else -1), r1 - r0 > 1
+            if 0 <= r < len(chunk.code):
                 asset = self.clock.asset_ids[chunk.code[r]]
-        if not _raised_in_strategy(self.strategy, frames):
-            exc.add_note(f"while handling timestamp {when}" + (f", asset {asset}" if asset else ""))
-            plugin = self.plugin_manager.registry.plugin_in_traceback(exc)
-            if plugin is not None and not isinstance(exc, PluginError):
-                exc.add_note(f"raised by a model of plugin {plugin.describe()}")
-            return exc
+        culprit = find_culprit(self.strategy, self.plugin_manager.registry, exc)
         at = f"timestamp {when}" + (f", asset {asset!r}" if asset else "")
-        message = (
-            f"strategy {type(self.strategy).__name__} raised {type(exc).__name__} at {at}: "
-            f"{exc}. The partial result (exc.partial_result) covers the bars up to that "
-            "timestamp and is marked incomplete."
-        )
-        return StrategyError(message, timestamp=when, asset_id=asset, partial_result=partial)
-
-
-def _raised_in_strategy(strategy: Strategy, frames: traceback.StackSummary) -> bool:
-    """Return True when the traceback runs through the user's strategy code.
-
-    The files of every class in the strategy's MRO outside this package count as strategy
-    code, so an error raised by a library the strategy calls (or by one of our helpers it
-    called with a bad argument) is still reported as the strategy's.
-    """
-    files = set()
-    for cls in type(strategy).__mro__:
-        module = sys.modules.get(cls.__module__)
-        path = getattr(module, "__file__", None)
-        if path and not str(Path(path).resolve()).startswith(_PKG_DIR):
-            files.add(str(Path(path).resolve()))
-    return any(str(Path(f.filename).resolve()) in files for f in frames)
+        if culprit == "strategy":
+            message = (
+                f"strategy {type(self.strategy).__name__} raised {type(exc).__name__} at {at}: "
+                f"{exc}. The partial result (exc.partial_result) covers the bars up to that "
+                "timestamp and is marked incomplete."
+            )
+            return StrategyError(message, timestamp=when, asset_id=asset, partial_result=partial)
+        if isinstance(culprit, tuple) and not isinstance(exc, BacktestError):
+            info, model = culprit
+            if several and asset is None:
+                at += ", asset not known (the broker was filling orders of several assets)"
+            err = self.plugin_manager.error(
+                info.name,
+                f"raised {type(exc).__name__} in {model} at {at}: {exc}. The partial result "
+                "(exc.partial_result) covers the bars up to that timestamp and is marked "
+                "incomplete",
+            )
+            err.model, err.timestamp, err.asset_id = model, when, asset
+            err.partial_result = partial
+            return err
+        # not ours to name (or already one of our errors): keep it, say where it happened
+        exc.add_note(f"while handling timestamp {when}" + (f", asset {asset}" if asset else ""))
+        plugin = self.plugin_manager.registry.plugin_in_traceback(exc)
+        if plugin is not None and not isinstance(exc, PluginError):
+            exc.add_note(f"raised by a model of plugin {plugin.describe()}")
+        if isinstance(exc, PluginError) and exc.partial_result is None:
+            exc.timestamp, exc.asset_id, exc.partial_result = when, asset, partial
+        return exc
 
 
 class _SessionState:
