@@ -565,7 +565,9 @@ def run_compiled(
         "kernel_seconds": kernel_seconds,
         "orders_log": "not recorded in compiled mode (fills, trades and books are)",
         "unfilled_orders": [
-            (event, why, int(state.st_i[slot])) for slot, event, why in _UNFILLED if state.st_i[slot]
+            (event, why, int(state.st_i[slot]))
+            for slot, event, why in _UNFILLED
+            if state.st_i[slot]
         ],
     }
     result = build_result(
