@@ -204,6 +204,7 @@ def assert_identical(results: list[BacktestResult]) -> None:
     for other in results[1:]:
         assert_frame_equal(first.fills_df, other.fills_df, check_exact=True)
         assert_frame_equal(first.trades_df, other.trades_df, check_exact=True)
+        assert_frame_equal(first.exit_trades_df, other.exit_trades_df, check_exact=True)
         assert_frame_equal(first.portfolio_df, other.portfolio_df, check_exact=True)
 
 

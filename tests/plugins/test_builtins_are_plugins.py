@@ -150,6 +150,7 @@ def test_builtin_reporters_write_files(tmp_path: Path) -> None:
     assert names == sorted(
         [
             "trades.parquet",
+            "exit_trades.parquet",
             "fills.parquet",
             "orders.parquet",
             "portfolio.parquet",

@@ -377,3 +377,22 @@ def test_overrides_rejected_for_a_config_object(project: Path) -> None:
         run_config(cfg, overrides=["backtest.name=x"])
     with pytest.raises(ConfigError, match=r"bt\.yaml: --set 'x': expected KEY\.PATH=VALUE"):
         run_config(project / "bt.yaml", overrides=["x"])
+
+
+def test_cli_run_says_when_orders_were_rejected(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # with 100 of cash every buy of 20 shares (at ~100 each) is rejected: the run completes,
+    # but the command says so: on stderr with -q, in the printed summary otherwise
+    cfg = str(project / "bt.yaml")
+    poor = ["--set", "backtest.initial_capital=100"]
+    assert main(["run", cfg, *poor, "-q"]) == 0
+    out, err = capsys.readouterr()
+    assert out == ""
+    [line] = err.splitlines()
+    assert line.startswith("ml4t-backtest: warning: ") and " orders were rejected: " in line
+    assert "insufficient cash" in line
+    assert main(["run", cfg, *poor]) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    assert "orders were rejected" in out

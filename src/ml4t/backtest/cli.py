@@ -35,13 +35,14 @@ import signal
 import sys
 import threading
 import traceback
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
 from . import __version__
-from .errors import BacktestError
+from .errors import BacktestError, RejectedOrdersWarning
 
 __all__ = ["build_parser", "main"]
 
@@ -221,11 +222,16 @@ def _run(args: argparse.Namespace) -> None:
     from .config import run_config
 
     show = not (args.quiet or args.no_progress) and sys.stderr.isatty()
-    with _progress_bar(show) as progress:
+    with _progress_bar(show) as progress, warnings.catch_warnings():
+        # said once below (in the summary, or on stderr with --quiet), not as a Python warning
+        warnings.simplefilter("ignore", RejectedOrdersWarning)
         result, paths = run_config(
             args.config, output_dir=args.output, overrides=args.overrides, progress=progress
         )
-    if not args.quiet:
+    if args.quiet:  # otherwise the summary below says it
+        for line in result.warnings:
+            print(f"{PROG}: warning: {line}", file=sys.stderr)
+    else:
         print(result.summary())
         for p in paths:
             print(f"wrote {p}")

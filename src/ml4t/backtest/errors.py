@@ -15,6 +15,7 @@ __all__ = [
     "OutputLockError",
     "OutsideSessionWarning",
     "PluginError",
+    "RejectedOrdersWarning",
     "StaleLockWarning",
     "StrategyError",
 ]
@@ -141,4 +142,12 @@ class KernelFallbackWarning(UserWarning):
 
     The message says which broker setting, cost model or strategy override has no kernel
     version. Results are the same; only speed differs.
+    """
+
+
+class RejectedOrdersWarning(UserWarning):
+    """A run rejected orders, or its broker cancelled orders the strategy did not cancel.
+
+    The message says how many and why (the most frequent reasons with their counts); the
+    same lines are in ``result.warnings`` and the orders in ``result.orders_df``.
     """

@@ -6,6 +6,7 @@ import json
 import math
 import platform
 from array import array
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,7 +15,9 @@ import numpy as np
 import polars as pl
 
 from ..plugins import list_plugins
+from .exit_trades import EXIT_TRADE_SCHEMA, exit_trade_columns
 from .metrics import compute_metrics
+from .run_warnings import emit_run_warnings, order_warnings, unfilled_counts
 
 if TYPE_CHECKING:
     from .engine import BacktestEngine
@@ -29,7 +32,11 @@ class BacktestResult:
     Attributes
     ----------
     trades_df : polars.DataFrame
-        One row per round trip (see ``docs/user_guide.md`` for the columns).
+        One row per round trip, flat to flat (see ``docs/results.md``).
+    exit_trades_df : polars.DataFrame
+        One row per fill that reduces a position (or per reducing part of a fill that
+        flips it), against the position's average cost; positions still open at the end
+        as one open row each (see ``docs/results.md``).
     fills_df : polars.DataFrame
         One row per fill.
     orders_df : polars.DataFrame
@@ -43,7 +50,11 @@ class BacktestResult:
     metrics : dict
         Performance metrics (see :mod:`ml4t.backtest.core.metrics`).
     metadata : dict
-        Run name, strategy, broker settings, feeds, versions, ``complete``.
+        Run name, strategy, broker settings, feeds, versions, ``complete``, ``warnings``.
+    warnings : list of str
+        Problems the run met without failing: orders rejected, orders cancelled by the
+        broker that the strategy did not cancel (how many and the main reasons). Empty for
+        a clean run; ``summary()`` prints them.
     elapsed_time : float
         Wall-clock seconds of the run.
     complete : bool
@@ -61,10 +72,16 @@ class BacktestResult:
         elapsed_time: float,
         complete: bool,
         account_events_df: pl.DataFrame | None = None,
+        exit_trades_df: pl.DataFrame | None = None,
+        warnings: list[str] | None = None,
     ) -> None:
         self.account_events_df = (
             account_events_df if account_events_df is not None else _account_frame([], None)
         )
+        self.exit_trades_df = (
+            exit_trades_df if exit_trades_df is not None else _exit_trades_frame(None, None)
+        )
+        self.warnings = list(warnings or [])
         self.trades_df = trades_df
         self.fills_df = fills_df
         self.orders_df = orders_df
@@ -105,12 +122,17 @@ class BacktestResult:
             "profit_factor": "{:.3f}",
             "avg_trade_pnl": "{:,.2f}",
             "avg_holding_period": "{:.1f} bars",
+            "num_exit_trades": "{:d}",
+            "exit_win_rate": "{:.2%}",
+            "exit_profit_factor": "{:.3f}",
+            "avg_exit_trade_pnl": "{:,.2f}",
             "exposure": "{:.2%}",
             "turnover": "{:.2f}",
             "total_commission": "{:,.2f}",
             "total_slippage": "{:,.2f}",
             "total_impact": "{:,.2f}",
             "num_rejected_orders": "{:d}",
+            "num_broker_cancelled_orders": "{:d}",
         }
         for key, f in fmt.items():
             value = self.metrics.get(key)
@@ -120,7 +142,9 @@ class BacktestResult:
             rows.append((key, text))
         rows.append(("elapsed_time", f"{self.elapsed_time:.3f} s"))
         width = max(len(k) for k, _ in rows)
-        return "\n".join(f"{k:<{width}}  {v:>18}" for k, v in rows)
+        lines = [f"{k:<{width}}  {v:>18}" for k, v in rows]
+        lines += [f"warning: {w}" for w in self.warnings]
+        return "\n".join(lines)
 
     def to_parquet(self, directory: str | Path) -> Path:
         """Write every frame as Parquet plus ``metrics.json`` and ``metadata.json``.
@@ -131,7 +155,7 @@ class BacktestResult:
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         meta = json.dumps(self.metadata, default=str)
-        for name in ("trades", "fills", "orders", "portfolio", "account_events"):
+        for name in ("trades", "exit_trades", "fills", "orders", "portfolio", "account_events"):
             frame: pl.DataFrame = getattr(self, f"{name}_df")
             frame.write_parquet(out / f"{name}.parquet", metadata={"ml4t.backtest": meta})
         (out / "metrics.json").write_text(json.dumps(_jsonable(self.metrics), indent=2))
@@ -169,8 +193,16 @@ def build_result(
     books: dict[str, np.ndarray],
     elapsed: float,
     complete: bool,
+    unlogged_orders: Sequence[tuple[str, str, int]] = (),
 ) -> BacktestResult:
-    """Assemble the result frames from the fill ledger and the marked books."""
+    """Assemble the result frames from the fill ledger and the marked books.
+
+    ``unlogged_orders`` are ``(event, reason, count)`` of orders that ended without an
+    ``orders_df`` row (event ``"rejected"`` or ``"cancelled"``; the compiled path, which
+    does not log orders, counts them by reason); when not given, the engine's
+    ``run_info["unfilled_orders"]`` is used. They are counted in the metrics and the
+    warnings. A complete run with warnings emits one :class:`RejectedOrdersWarning`.
+    """
     clock, broker = engine.clock, engine.broker
     pf = broker.portfolio
     tz = clock.timezone
@@ -245,6 +277,21 @@ def build_result(
         pf.trades.closed, clock.signal_names, engine.context.names, tz, pf.trades.bulk
     )
     closed = trades_df.filter(~pl.col("is_open"))
+    still_open = trades_df.filter(pl.col("is_open"))["asset_id"].to_list()
+    codes = [pf.code_of[a] for a in still_open]
+    exit_trades_df = _exit_trades_frame(
+        exit_trade_columns(
+            ledger,
+            is_fill,
+            pf.asset_ids,
+            pf.mult,
+            pf.is_future,
+            {c: float(engine.price_of(c)) for c in codes},
+            (int(ts[-1]) if n else 0, n - 1),
+        ),
+        tz,
+    )
+    closed_exits = exit_trades_df.filter(~pl.col("is_open"))
     metrics = compute_metrics(
         ts,
         equity,
@@ -254,6 +301,8 @@ def build_result(
         closed["holding_period_bars"].to_numpy(),
         closed["holding_period"].dt.total_seconds().to_numpy().astype(np.float64),
         fills_df["value"].to_numpy(),
+        exit_pnl=closed_exits["pnl_net"].to_numpy(),
+        exit_returns=closed_exits["return"].to_numpy(),
     )
     metrics["total_commission"] = pf.total_commission
     metrics["total_slippage"] = pf.total_slippage
@@ -264,7 +313,13 @@ def build_result(
     if extra is not None:
         metrics.update(extra())
     metrics["num_fills"] = fills_df.height
-    metrics["num_rejected_orders"] = int((orders_df["event"] == "rejected").sum())
+    run_info = getattr(engine, "run_info", {})
+    given = unlogged_orders or run_info.get("unfilled_orders", ())
+    unlogged = [(str(e), str(r), int(c)) for e, r, c in given]
+    rejected, cancelled = unfilled_counts(orders_df, unlogged)
+    metrics["num_rejected_orders"] = rejected
+    metrics["num_broker_cancelled_orders"] = cancelled
+    run_warnings = order_warnings(orders_df, unlogged)
     metadata = {
         "name": engine.name,
         "strategy": type(engine.strategy).__qualname__,
@@ -279,10 +334,15 @@ def build_result(
             for p in list_plugins(engine.plugin_manager)
         ],
         "complete": complete,
-        **getattr(engine, "run_info", {}),
+        "warnings": run_warnings,
+        **run_info,
         "created_at": datetime.now(UTC).isoformat(),
         "versions": _versions(),
     }
+    if complete:
+        # user code -> engine.run (-> strategy._run_compiled -> run_compiled) -> here
+        compiled = run_info.get("mode") == "compiled"
+        emit_run_warnings(run_warnings, stacklevel=5 if compiled else 3)
     return BacktestResult(
         trades_df,
         fills_df,
@@ -293,6 +353,23 @@ def build_result(
         elapsed,
         complete,
         account_df,
+        exit_trades_df,
+        list(run_warnings),
+    )
+
+
+def _exit_trades_frame(columns: dict[str, Any] | None, tz: str | None) -> pl.DataFrame:
+    """Build ``exit_trades_df`` from :func:`exit_trade_columns` (None: an empty frame)."""
+    data = columns or {k: [] for k in EXIT_TRADE_SCHEMA}
+    df = pl.DataFrame(
+        {k: pl.Series(data[k], dtype=dtype) for k, dtype in EXIT_TRADE_SCHEMA.items()}
+    )
+    df = df.with_columns(
+        _dt(df["entry_timestamp"], tz).alias("entry_timestamp"),
+        _dt(df["exit_timestamp"], tz).alias("exit_timestamp"),
+    )
+    return df.with_columns(
+        (pl.col("exit_timestamp") - pl.col("entry_timestamp")).alias("holding_period")
     )
 
 

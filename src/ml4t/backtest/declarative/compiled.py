@@ -573,7 +573,6 @@ def run_compiled(
     result = build_result(
         engine, ts_parts, marker.arrays(), time.perf_counter() - t_start, complete=True
     )
-    result.metrics["num_rejected_orders"] = int(state.st_i[L.S_REJECTED])
     if pm.has_impls("ml4t_run_end"):
         pm.call_hook("ml4t_run_end", engine=engine, result=result)
     strategy.on_end(result)
