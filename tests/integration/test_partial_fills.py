@@ -154,6 +154,50 @@ def test_partial_fills_percentage_minimum_charged_once_per_order(
     assert result.metrics["total_commission"] == pytest.approx(30.0, abs=1e-12)
 
 
+#: fills of 100 @ 100, 50 @ 102 and 100 @ 104 for one order of 250 (volume_limit 0.1)
+STEPPED: list[Bar] = [NEUTRAL, NEUTRAL, (102.0, 103.0, 101.0, 102.0), (104.0, 105.0, 103.0, 104.0)]
+STEPPED_VOLUME = [1_000.0, 1_000.0, 500.0, 1_000.0]
+
+
+def test_partial_fills_percentage_minimum_uses_the_earlier_fills_own_value(
+    make_bars: Any, run_backtest: Any, at_day: Any
+) -> None:
+    # 0.1 % with a 20 minimum: the order owes max(20, 0.001 * (10,000 + 5,100 + 10,400)) =
+    # 25.50 in all: 20 (the minimum), then 0 (max(20, 15.10) - 20), then 25.50 - 20 = 5.50.
+    # Re-pricing the earlier 150 shares at the last fill's 104 would charge 6.00.
+    def on_bar(s: Any, e: Any, c: Any) -> None:
+        if at_day(e, 0):
+            s.buy("A", 250)
+
+    model = PercentageCommission(0.001, minimum=20.0)
+    df = _bars(STEPPED, make_bars, volume=STEPPED_VOLUME)
+    result, _ = run_backtest(df, on_bar, volume_limit=0.1, commission=model)
+    assert result.fills_df.select("quantity", "price").rows() == [
+        (100.0, 100.0),
+        (50.0, 102.0),
+        (100.0, 104.0),
+    ]
+    commissions = result.fills_df["commission"].to_list()
+    assert commissions == [pytest.approx(x, abs=1e-12) for x in (20.0, 0.0, 5.5)]
+
+
+def test_partial_fills_per_share_cap_uses_the_earlier_fills_own_value(
+    make_bars: Any, run_backtest: Any, at_day: Any
+) -> None:
+    # 0.01 per share capped at 0.005 % of the order's value: the caps after each fill are
+    # 0.5, 0.755 and 1.275 (values 10,000, 15,100 and 25,500), so the fills pay 0.5, 0.255
+    # and 0.52. Estimating the earlier value at the current price gives 0.265 and 0.545.
+    def on_bar(s: Any, e: Any, c: Any) -> None:
+        if at_day(e, 0):
+            s.buy("A", 250)
+
+    model = PerShareCommission(0.01, maximum_rate=0.00005)
+    df = _bars(STEPPED, make_bars, volume=STEPPED_VOLUME)
+    result, _ = run_backtest(df, on_bar, volume_limit=0.1, commission=model)
+    commissions = result.fills_df["commission"].to_list()
+    assert commissions == [pytest.approx(x, abs=1e-12) for x in (0.5, 0.255, 0.52)]
+
+
 def test_partial_fills_limit_order_fills_each_part_at_limit(
     make_bars: Any, run_backtest: Any, at_day: Any
 ) -> None:

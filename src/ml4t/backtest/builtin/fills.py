@@ -112,6 +112,7 @@ class FillEngine:
     _record: Any
     _partial: Any
     _when_kw: bool
+    _notional_kw: bool
     _events: Any
     _kernel_settings: tuple[Any, Any] | None
 
@@ -477,6 +478,8 @@ class FillEngine:
             assert self._clock is not None
             kw["when"] = self._clock.to_datetime(ts)
         if order.filled_quantity > 0 and self._partial is not None:
+            if self._notional_kw:  # the earlier fills at their own prices, not this one's
+                kw["notional_before"] = order.avg_fill_price * order.filled_quantity
             return float(
                 self._partial(quantity, price, order.filled_quantity, order.commission, **kw)
             )

@@ -381,6 +381,7 @@ class SimulationBroker(OrderEntry, FillEngine, OrderLinks):
             reset()
         self._record = getattr(self.commission_model, "record", None)
         self._partial = getattr(self.commission_model, "calculate_partial", None)
+        self._notional_kw = self._partial is not None and _takes(self._partial, "notional_before")
         self._when_kw = _takes(self.commission_model.calculate, "when") and (
             self._partial is None or _takes(self._partial, "when")
         )
