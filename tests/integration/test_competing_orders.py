@@ -18,6 +18,7 @@ from polars.testing import assert_frame_equal
 from ml4t.backtest import (
     BacktestEngine,
     BatchStrategy,
+    ConfigError,
     PercentSizer,
     PolarsDataFeed,
     Rule,
@@ -368,3 +369,37 @@ def test_target_order_working_across_a_split_targets_post_split_units(run_backte
     fills = result.fills_df["quantity"].to_list()
     assert fills == [30.0, 30.0, 30.0, 30.0, 30.0, 20.0]
     assert strat.get_position("X") == 200.0
+
+
+def test_order_sizing_at_order_keeps_the_order_time_quantity(run_backtest: Any) -> None:
+    # Backtrader's and Zipline's sizing, on request: the close placed on bar 2 is a plain
+    # sell of 100, so after the stop fills at the gap it sells 100 more: short 100
+    df = _bars(GAP, sig=SIG)
+
+    def on_bar(s: Any, e: Any, c: Any) -> None:
+        pos = s.get_position("X")
+        if e.signals["sig"] > 0.5 and pos == 0:
+            s.buy("X", 100)
+        elif e.signals["sig"] < 0.5 and pos > 0:
+            s.state["close"] = s.close_position("X")
+            s.state["target"] = s.order_target_quantity("X", 0)
+
+    result, strat = run_backtest(
+        df,
+        on_bar,
+        asset_id=None,
+        account="margin",
+        exits={"stop_loss": 0.05},
+        order_sizing="at_order",
+    )
+    assert not strat.state["close"].reduce_only
+    assert strat.state["target"].target_quantity is None
+    assert _positions(result)[:4] == [100.0, 0.0, -100.0, -200.0]
+
+
+@pytest.mark.parametrize("name", ["vectorbt", "backtrader", "zipline"])
+def test_presets_keep_fill_time_sizing(name: str) -> None:
+    assert SimulationBroker.preset(name).order_sizing == "at_fill"
+    assert SimulationBroker().order_sizing == "at_fill"
+    with pytest.raises(ConfigError, match="order_sizing: must be one of"):
+        SimulationBroker(order_sizing="later")

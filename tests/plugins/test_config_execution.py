@@ -49,6 +49,7 @@ EVERYTHING = """
   corporate_actions: actions/ca.csv
   exits: {stop_loss: 0.1, take_profit: 0.2, max_bars: 3}
   risk_limits: {max_position_weight: 0.9, max_positions: 2, on_breach: resize}
+  order_sizing: at_order
 """
 
 # a dividend of 0.50 going ex on Sat 6 Jan 2024 (bar 4), paid on Mon 8 Jan (bar 6)
@@ -102,6 +103,7 @@ def test_config_every_execution_key_reaches_the_broker(project: Path) -> None:
     assert broker["volume_limit"] == 0.5
     assert broker["intrabar"] == "high_first"
     assert broker["trail_reference"] == "close"
+    assert broker["order_sizing"] == "at_order"
     assert broker["allow_short"] is True  # a margin account's default
     assert broker["exits"] == {"stop_loss": 0.1, "take_profit": 0.2, "max_bars": 3}
     assert broker["risk_limits"] == {
@@ -283,6 +285,9 @@ BAD = [
         id="cash-account-short",
     ),
     pytest.param("borrow_rate: -0.1", ["execution.borrow_rate", "-0.1"], id="borrow-rate"),
+    pytest.param(
+        "order_sizing: later", ["execution.order_sizing", "at_fill", "at_order"], id="order-sizing"
+    ),
     pytest.param("max_leverage: 0.5", ["execution.max_leverage", "0.5"], id="max-leverage"),
     pytest.param(
         "account: margin\ninitial_margin: 0.3\nmaintenance_margin: 0.4",

@@ -6,7 +6,7 @@ import math
 from typing import Any
 
 import pytest
-from ml4t.backtest import ConfigError, ImpactModel
+from ml4t.backtest import ConfigError, ImpactModel, RejectOrder
 
 from ml4t_backtest_impact import AlmgrenChrissImpact, SquareRootImpact
 
@@ -175,10 +175,17 @@ BAD_VALUES = [math.nan, 0.0, -5.0, math.inf, None, "n/a"]
 
 @pytest.mark.parametrize("value", BAD_VALUES)
 @pytest.mark.parametrize("column", ["vol_20", "adv_20"])
-def test_price_impact_unusable_column_value_reject_returns_nan(column: str, value: Any) -> None:
+def test_price_impact_unusable_column_value_reject_raises_reject_order(
+    column: str, value: Any
+) -> None:
     bar = {**BAR, column: value}
+    name = "volatility" if column == "vol_20" else "adv"
     for model in (AlmgrenChrissImpact("vol_20", "adv_20"), SquareRootImpact("vol_20", "adv_20")):
-        assert math.isnan(model.price_impact(50.0, 1, 1000, bar))
+        with pytest.raises(RejectOrder) as info:
+            model.price_impact(50.0, 1, 1000, bar)
+        text = str(info.value)
+        assert text.startswith(f"{type(model).__name__}: {name} column {column!r} is {value!r}")
+        assert "on_missing='reject'" in text
 
 
 @pytest.mark.parametrize("value", BAD_VALUES)

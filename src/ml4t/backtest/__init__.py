@@ -57,6 +57,7 @@ from .errors import (
     OutsideSessionWarning,
     PluginError,
     RejectedOrdersWarning,
+    RejectOrder,
     StaleLockWarning,
     StrategyError,
 )
@@ -113,6 +114,7 @@ __all__ = [
     "PluginRegistry",
     "PolarsDataFeed",
     "RawBlock",
+    "RejectOrder",
     "RejectedOrdersWarning",
     "RiskLimits",
     "Rule",

@@ -15,6 +15,7 @@ __all__ = [
     "OutputLockError",
     "OutsideSessionWarning",
     "PluginError",
+    "RejectOrder",
     "RejectedOrdersWarning",
     "StaleLockWarning",
     "StrategyError",
@@ -150,4 +151,15 @@ class RejectedOrdersWarning(UserWarning):
 
     The message says how many and why (the most frequent reasons with their counts); the
     same lines are in ``result.warnings`` and the orders in ``result.orders_df``.
+    """
+
+
+class RejectOrder(Exception):
+    """Raised by a cost model to reject the order it is pricing, with a reason.
+
+    A slippage, impact or commission model that cannot price a fill (an input column is
+    missing on this bar, say) raises ``RejectOrder("why")``: the broker rejects the order
+    with a reason naming the model, and the strategy's ``on_order_rejected`` is told.
+    Returning NaN or infinity instead is an error (:class:`PluginError`) that stops the
+    run, because the number would reach the books.
     """

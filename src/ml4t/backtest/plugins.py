@@ -485,12 +485,21 @@ class PluginRegistry:
             )
         return obj
 
+    def provider_of(self, kind: str, obj: object) -> Provider | None:
+        """Return the provider of ``obj``'s type (its class or its module), or None."""
+        cls = type(obj)
+        table = self.providers.get(kind, {}).values()
+        exact = next((prov for prov in table if prov.factory is cls), None)
+        if exact is not None:
+            return exact
+        module = cls.__module__
+        return next((p for p in table if getattr(p.factory, "__module__", None) == module), None)
+
     def error_for(self, kind: str, obj: object, problem: str) -> PluginError:
         """Return a :class:`PluginError` naming the plugin that provides ``obj``'s type."""
-        cls = type(obj)
-        for prov in self.providers.get(kind, {}).values():
-            if prov.factory is cls or getattr(prov.factory, "__module__", None) == cls.__module__:
-                return self._error(prov, problem)
+        prov = self.provider_of(kind, obj)
+        if prov is not None:
+            return self._error(prov, problem)
         return PluginError(f"{kind} {obj!r} {problem}")
 
     def plugin_in_traceback(self, exc: BaseException) -> PluginInfo | None:

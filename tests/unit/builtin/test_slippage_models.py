@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ml4t.backtest import ConfigError, SlippageModel
+from ml4t.backtest import ConfigError, RejectOrder, SlippageModel
 from ml4t.backtest.builtin.slippage import (
     BasisPointsSlippage,
     FixedSlippage,
@@ -116,14 +116,15 @@ def test_spread_slippage_relative_spread_scales_price() -> None:
 
 
 @pytest.mark.parametrize("spread", [math.nan, -0.01, None, math.inf, "wide"])
-def test_spread_slippage_bad_spread_value_returns_nan(spread: Any) -> None:
-    price = SpreadSlippage().fill_price(100.0, BUY, 10, 1e6, {"spread": spread})
-    assert math.isnan(price)
+def test_spread_slippage_bad_spread_value_rejects_the_order(spread: Any) -> None:
+    with pytest.raises(RejectOrder, match=f"the 'spread' on this bar is {spread!r}"):
+        SpreadSlippage().fill_price(100.0, BUY, 10, 1e6, {"spread": spread})
 
 
-def test_spread_slippage_sell_through_zero_returns_nan() -> None:
+def test_spread_slippage_sell_through_zero_rejects_the_order() -> None:
     # 1.0 - 0.5 * 3.0 = -0.5: not a price
-    assert math.isnan(SpreadSlippage().fill_price(1.0, SELL, 10, 1e6, {"spread": 3.0}))
+    with pytest.raises(RejectOrder, match=r"moves the price 1 to -0\.5"):
+        SpreadSlippage().fill_price(1.0, SELL, 10, 1e6, {"spread": 3.0})
 
 
 def test_spread_slippage_missing_column_data_error_names_column() -> None:

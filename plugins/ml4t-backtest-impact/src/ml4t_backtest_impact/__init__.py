@@ -26,13 +26,14 @@ from collections.abc import Callable, Mapping
 from numbers import Real
 from typing import Any
 
-from ml4t.backtest import ConfigError, hookimpl
+from ml4t.backtest import ConfigError, RejectOrder, hookimpl
 
 __all__ = ["AlmgrenChrissImpact", "SquareRootImpact", "ml4t_register_impact_models"]
 
 __version__ = "0.1.0"
 
-#: What ``on_missing`` may be: ``"reject"`` (return NaN, the broker rejects) or ``"zero"``.
+#: What ``on_missing`` may be: ``"reject"`` (``price_impact`` raises ``RejectOrder``, so the
+#: broker rejects the order with the reason) or ``"zero"``.
 ON_MISSING = ("reject", "zero")
 
 _NO_BAR: Mapping[str, Any] = {}
@@ -115,8 +116,23 @@ class _BarInputs:
         return sigma, adv
 
     def _missing(self) -> float:
-        """Return what a missing input yields: NaN (the broker rejects) or 0."""
+        """Return what a missing input yields in the analysis methods: NaN or 0."""
         return math.nan if self.on_missing == "reject" else 0.0
+
+    def _missing_impact(self, bar: Mapping[str, Any] | None) -> float:
+        """Return 0 for a missing input (``on_missing="zero"``), or reject the order."""
+        if self.on_missing == "zero":
+            return 0.0
+        bar = _NO_BAR if bar is None else bar
+        missing = [
+            f"{name} column {source!r} is {bar.get(source)!r}"
+            for name, source in (("volatility", self.volatility), ("adv", self.adv))
+            if isinstance(source, str) and self._read(name, source, bar) is None
+        ]
+        raise RejectOrder(
+            f"{type(self).__name__}: {', '.join(missing)} on this bar, not a positive number "
+            "(on_missing='reject')"
+        )
 
 
 class AlmgrenChrissImpact(_BarInputs):
@@ -154,8 +170,8 @@ class AlmgrenChrissImpact(_BarInputs):
         Time the order is assumed to execute over, in trading days (``> 0``; ``0.1`` is a
         tenth of a session).
     on_missing : {"reject", "zero"}, default "reject"
-        What a NaN or non-positive column value yields: NaN, so the broker rejects the
-        order with a reason, or zero impact.
+        What a NaN or non-positive column value does: reject the order (``price_impact``
+        raises ``RejectOrder``; the analysis methods return NaN), or zero impact.
 
     Raises
     ------
@@ -223,12 +239,17 @@ class AlmgrenChrissImpact(_BarInputs):
         Returns
         -------
         float
-            Impact per unit in price units (``>= 0``), NaN when an input column is
-            missing and ``on_missing="reject"``.
+            Impact per unit in price units (``>= 0``).
+
+        Raises
+        ------
+        RejectOrder
+            When an input column is missing on this bar and ``on_missing="reject"``: the
+            broker rejects the order with this reason.
         """
         parts = self._fractions(quantity, bar)
         if parts is None:
-            return self._missing()
+            return self._missing_impact(bar)
         permanent, temporary = parts
         return float(price) * (0.5 * permanent + temporary)
 
@@ -272,8 +293,8 @@ class SquareRootImpact(_BarInputs):
     coefficient : float, default 1.0
         Dimensionless prefactor (``>= 0``).
     on_missing : {"reject", "zero"}, default "reject"
-        What a NaN or non-positive column value yields: NaN, so the broker rejects the
-        order with a reason, or zero impact.
+        What a NaN or non-positive column value does: reject the order (``price_impact``
+        raises ``RejectOrder``; the analysis methods return NaN), or zero impact.
 
     Raises
     ------
@@ -296,12 +317,12 @@ class SquareRootImpact(_BarInputs):
     ) -> float:
         """Return the impact per unit, ``price * coefficient * sigma * sqrt(Q / V)``.
 
-        Parameters are those of :meth:`AlmgrenChrissImpact.price_impact`. Returns NaN
-        when an input column is missing and ``on_missing="reject"``.
+        Parameters are those of :meth:`AlmgrenChrissImpact.price_impact`; like it, raises
+        ``RejectOrder`` when an input column is missing and ``on_missing="reject"``.
         """
         inputs = self._inputs(bar)
         if inputs is None:
-            return self._missing()
+            return self._missing_impact(bar)
         sigma, adv = inputs
         return float(price) * self.coefficient * sigma * math.sqrt(abs(quantity) / adv)
 

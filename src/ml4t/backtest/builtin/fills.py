@@ -16,9 +16,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..core.assets import round_price, round_to_lot
+from ..core.clock import describe_ts
 from ..core.data import PRICE_COLUMNS, Chunk
 from ..core.events import FillEvent
 from ..core.orders import Order, OrderStatus, OrderType, TimeInForce
+from ..errors import PluginError, RejectOrder
 from ..kernel_cache import drop_stale_cache
 from ..kernels.fills import (
     ST_BAD_PRICE,
@@ -44,6 +46,7 @@ if TYPE_CHECKING:
     from ..core.broker import BrokerListener, CommissionModel, ImpactModel, SlippageModel
     from ..core.clock import Clock
     from ..core.portfolio import Portfolio
+    from ..plugins import PluginRegistry
     from .accounts import MarginBook
     from .risk import RiskLimits
 
@@ -115,6 +118,9 @@ class FillEngine:
     _notional_kw: bool
     _events: Any
     _kernel_settings: tuple[Any, Any] | None
+    _registry: PluginRegistry | None
+    _rebates: bool
+    _improves: bool
 
     def _fill_batch(self, chunk: Chunk, todo: list[tuple[Order, int]], at_close: bool) -> None:
         if not todo:
@@ -314,48 +320,99 @@ class FillEngine:
                 partial = f"partial: volume limit {self._cap:g} x bar volume {volume:g}"
                 reason = partial if reason is None else f"{partial}; {reason}"
                 quantity = avail
+        try:
+            priced = self._price_fill(chunk, order, row, base, quantity)
+            if priced is not None:
+                self._finish_fill(
+                    chunk, order, row, (base, ts, index, total), quantity, priced, reason
+                )
+        except RejectOrder as why:  # a cost model declined to price this fill
+            text = str(why)
+            if not isinstance(why, _ModelRejection):  # the commission model's
+                model = _label(self.commission_model)
+                text = f"commission model {model} rejected the order: {text}"
+            self._reject(order, text)
+
+    def _price_fill(
+        self, chunk: Chunk, order: Order, row: int, base: float, quantity: float
+    ) -> tuple[float, float, float] | None:
+        """Return ``(price, slipped price, impact per unit)``, or None after a rejection.
+
+        Slippage, impact and tick rounding; the models' outputs are checked here.
+        """
         kind = order.order_type
+        side = order.side.sign
         impact = 0.0
         if kind in _NO_SLIP or (order._managed in _PRICED_EXITS and not self.exit_slippage):
-            price = slipped = base
-        else:
+            return base, base, 0.0
+        model = self.slippage_model
+        try:
             if self._bar_cols:
-                price = self.slippage_model.fill_price(  # type: ignore[call-arg]
+                price = model.fill_price(  # type: ignore[call-arg]
                     base, side, quantity, chunk.px["volume"][row], self._bar(chunk, row)
                 )
             else:
-                price = self.slippage_model.fill_price(
-                    base, side, quantity, chunk.px["volume"][row]
+                price = model.fill_price(base, side, quantity, chunk.px["volume"][row])
+        except RejectOrder as why:
+            text = f"slippage model {_label(model)} rejected the order: {why}"
+            raise _ModelRejection(text) from why
+        if not (price > 0 and price < math.inf):
+            if not math.isfinite(price):
+                raise self._model_error(
+                    "slippage",
+                    model,
+                    f"returned the fill price {price!r} (base price {base:g}); a slipped "
+                    "price must be a finite number (raise RejectOrder to reject an order)",
+                    order,
                 )
-            if not (price > 0 and math.isfinite(price)):
-                self._reject(order, self._bad_price_text(price))
-                return
-            if self.slippage_within_bar:
-                bound = chunk.px["high"][row] if side > 0 else chunk.px["low"][row]
-                price = min(price, bound) if side > 0 else max(price, bound)
-            slipped = price
-            if self._impact_on:
-                got = self._impact(chunk, row, price, side, quantity)
-                if not (isinstance(got, float) and math.isfinite(got) and got >= 0):
-                    self._reject(
-                        order,
-                        f"impact model {self.impact_model!r} returned {got!r}; an impact must "
-                        "be a finite number >= 0 (missing inputs such as volatility or ADV?)",
-                    )
-                    return
-                impact = got
-                price = slipped + side * impact
-                if not price > 0:
-                    self._reject(
-                        order, f"market impact {impact:g} per unit exceeds the price {slipped:g}"
-                    )
-                    return
-            if self._any_tick and price != base:
-                tick = self._tick[code]
-                if not math.isnan(tick):
-                    rounded = round_price(price, tick, side)
-                    impact += abs(rounded - price)
-                    price = rounded
+            self._reject(order, self._bad_price_text(price))
+            return None
+        if side * (price - base) < -1e-12 * base and not self._improves:
+            raise self._model_error(
+                "slippage",
+                model,
+                f"returned {price!r} for a {order.side.value} at the market price {base:g}, "
+                "a better price than the market; a model that improves prices declares "
+                "price_improvement = True",
+                order,
+            )
+        if self.slippage_within_bar:
+            bound = chunk.px["high"][row] if side > 0 else chunk.px["low"][row]
+            price = min(price, bound) if side > 0 else max(price, bound)
+        slipped = price
+        if self._impact_on:
+            impact = self._impact(chunk, row, price, order, quantity)
+            price = slipped + side * impact
+            if not price > 0:
+                self._reject(
+                    order, f"market impact {impact:g} per unit exceeds the price {slipped:g}"
+                )
+                return None
+        if self._any_tick and price != base:
+            tick = self._tick[order._code]
+            if not math.isnan(tick):
+                rounded = round_price(price, tick, side)
+                impact += abs(rounded - price)
+                price = rounded
+        return price, slipped, impact
+
+    def _finish_fill(
+        self,
+        chunk: Chunk,
+        order: Order,
+        row: int,
+        at: tuple[float, int, int, float],
+        quantity: float,
+        priced: tuple[float, float, float],
+        reason: str | None,
+    ) -> None:
+        """Check a priced fill against the account (short sales, cash, margin, risk limits)
+        and book it; ``at`` is (base price, timestamp, timestamp index, the order's total)."""
+        base, ts, index, total = at
+        pf = self.portfolio
+        code = order._code
+        side = order.side.sign
+        price, slipped, impact = priced
         held = pf.qty[code]
         if side < 0 and quantity > held + _EPS * max(1.0, abs(held)):
             problem = None
@@ -468,7 +525,7 @@ class FillEngine:
 
     def _bad_price_text(self, price: float) -> str:
         return (
-            f"slippage model {self.slippage_model!r} returned an invalid price {price!r} "
+            f"slippage model {_label(self.slippage_model)} returned an invalid price {price!r} "
             "(missing input data on this bar?)"
         )
 
@@ -480,10 +537,23 @@ class FillEngine:
         if order.filled_quantity > 0 and self._partial is not None:
             if self._notional_kw:  # the earlier fills at their own prices, not this one's
                 kw["notional_before"] = order.avg_fill_price * order.filled_quantity
-            return float(
-                self._partial(quantity, price, order.filled_quantity, order.commission, **kw)
+            value = self._partial(quantity, price, order.filled_quantity, order.commission, **kw)
+        else:
+            value = self.commission_model.calculate(quantity, price, **kw)  # type: ignore[call-arg]
+        try:
+            got = float(value)
+        except (TypeError, ValueError):
+            got = math.nan
+        if not 0.0 <= got < math.inf and not (self._rebates and math.isfinite(got)):
+            raise self._model_error(
+                "commission",
+                self.commission_model,
+                f"returned {value!r} for {quantity:g} units at {price:g}; a commission must "
+                "be a finite number >= 0 (a model that pays rebates declares rebates = True; "
+                "raise RejectOrder to reject an order)",
+                order,
             )
-        return float(self.commission_model.calculate(quantity, price, **kw))  # type: ignore[call-arg]
+        return got
 
     def _max_affordable(
         self, code: int, side: int, held: float, quantity: float, price: float
@@ -564,12 +634,47 @@ class FillEngine:
         bar.update({c: chunk.ind[c][row] for c in chunk.ind.keys()})  # noqa: SIM118
         return bar
 
-    def _impact(self, chunk: Chunk, row: int, price: float, side: int, quantity: float) -> Any:
-        value = self.impact_model.price_impact(price, side, quantity, self._bar(chunk, row))
+    def _impact(self, chunk: Chunk, row: int, price: float, order: Order, quantity: float) -> float:
+        """Return the impact model's impact per unit for this fill, checked (>= 0, finite)."""
+        model = self.impact_model
         try:
-            return float(value)
+            value = model.price_impact(price, order.side.sign, quantity, self._bar(chunk, row))
+        except RejectOrder as why:
+            text = f"impact model {_label(model)} rejected the order: {why}"
+            raise _ModelRejection(text) from why
+        try:
+            got = float(value)
         except (TypeError, ValueError):
-            return value
+            got = math.nan
+        if not 0.0 <= got < math.inf:
+            raise self._model_error(
+                "impact",
+                model,
+                f"returned {value!r}; an impact must be a finite number >= 0 per unit (raise "
+                "RejectOrder to reject an order, e.g. when an input is missing on a bar)",
+                order,
+            )
+        return got
+
+    def _model_error(self, kind: str, model: object, problem: str, order: Order) -> PluginError:
+        """Return the error for a cost model whose output cannot be booked, naming the
+        model, its plugin and distribution, the timestamp, the asset and the order."""
+        clock = self._clock
+        when = describe_ts(clock.to_datetime, clock.now_ns) if clock is not None else "?"
+        registry = self._registry
+        prov = None if registry is None else registry.provider_of(kind, model)
+        label = f"{kind} model " + (
+            _label(model) if prov is None else f"{prov.name!r} ({_label(model)})"
+        )
+        which = f"order {order.order_id} ({order.side.value} {order.asset_id}) at {when}"
+        text = f"{label} {problem}: {which}"
+        if registry is not None and prov is not None:
+            err = registry.error_for(kind, model, text)  # "plugin NAME (DISTRIBUTION) ..."
+        else:
+            err = PluginError(f"{text} (a model object given in code, not from a plugin)")
+        err.model = label
+        err.timestamp, err.asset_id = when, order.asset_id
+        return err
 
     def _affordable(self, unit_price: float, cash: float, code: int) -> float:
         if cash <= 0:
@@ -676,3 +781,13 @@ def _plain_market(order: Order) -> bool:
         and order.filled_quantity == 0
         and order.time_in_force not in (TimeInForce.IOC, TimeInForce.FOK)
     )
+
+
+class _ModelRejection(RejectOrder):
+    """A slippage or impact model's :class:`RejectOrder`, its reason already naming it."""
+
+
+def _label(model: object) -> str:
+    """A model as messages show it: its own repr, or its class name (never an address)."""
+    cls = type(model)
+    return repr(model) if cls.__repr__ is not object.__repr__ else cls.__qualname__

@@ -293,6 +293,7 @@ class SimulationBroker(OrderEntry, FillEngine, OrderLinks):
         unknown = set(specs) - set(_MODELS)
         if unknown:
             raise ConfigError(f"unknown cost model kinds {sorted(unknown)}; use {list(_MODELS)}")
+        self._registry = registry  # names the plugin of a model that misbehaves in a run
         self._specs.update(specs)
         for kind, (attr, default) in _MODELS.items():
             spec = self._specs[kind]
@@ -380,6 +381,8 @@ class SimulationBroker(OrderEntry, FillEngine, OrderLinks):
         if reset is not None:
             reset()
         self._record = getattr(self.commission_model, "record", None)
+        self._rebates = bool(getattr(self.commission_model, "rebates", False))
+        self._improves = bool(getattr(self.slippage_model, "price_improvement", False))
         self._partial = getattr(self.commission_model, "calculate_partial", None)
         self._notional_kw = self._partial is not None and _takes(self._partial, "notional_before")
         self._when_kw = _takes(self.commission_model.calculate, "when") and (

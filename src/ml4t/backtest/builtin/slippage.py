@@ -10,8 +10,10 @@ and the bar's volume, and returns a price ``>= price`` for buys, ``<= price`` fo
 and ``> 0``. A model that needs other bar columns lists them in ``required_columns``; the
 broker checks at set-up that the feed has them and then passes ``bar``, a mapping of the
 fill bar's columns, as a fifth argument. Every builtin model accepts ``bar`` (and ignores
-it unless it needs it). A model returns ``float('nan')`` when the bar's data cannot price
-the fill; the broker then rejects the order with a reason naming the model.
+it unless it needs it). A model raises :class:`~ml4t.backtest.RejectOrder` when the bar's
+data cannot price the fill; the broker then rejects the order with a reason naming the
+model. A NaN or infinite price, or one better than the market, stops the run with a
+``PluginError``.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from ..errors import ConfigError, DataValidationError
+from ..errors import ConfigError, DataValidationError, RejectOrder
 from ..hookspecs import hookimpl
 from .commission import non_negative_number, to_number
 
@@ -228,8 +230,8 @@ class SpreadSlippage:
     a buy at the ask and a sell at the bid when ``price`` is the mid.
 
     A NaN, missing or negative spread, or one so wide that a sell would fill at or below
-    0, returns ``float('nan')``: the broker rejects the order with a reason naming this
-    model.
+    0, raises :class:`~ml4t.backtest.RejectOrder`: the broker rejects the order with a
+    reason naming this model and the value.
 
     Parameters
     ----------
@@ -265,7 +267,10 @@ class SpreadSlippage:
         volume: float,
         bar: Mapping[str, Any] | None = None,
     ) -> float:
-        """Return the price after paying ``fraction`` of ``bar[column]``, or NaN."""
+        """Return the price after paying ``fraction`` of ``bar[column]``.
+
+        Raises ``RejectOrder`` when the bar's spread cannot price the fill.
+        """
         if bar is None:
             raise TypeError(
                 f"SpreadSlippage.fill_price needs the fill bar (it requires column "
@@ -280,12 +285,17 @@ class SpreadSlippage:
         try:
             spread = float(raw)
         except (TypeError, ValueError):
-            return math.nan  # null or non-numeric value
+            spread = math.nan  # null or non-numeric value
         if not (math.isfinite(spread) and spread >= 0):
-            return math.nan
+            raise RejectOrder(f"the {self.column!r} on this bar is {raw!r}, not a spread >= 0")
         move = side * self.fraction * spread
         out = price * (1.0 + move) if self.relative else price + move
-        return out if out > 0 else math.nan
+        if not out > 0:
+            raise RejectOrder(
+                f"the {self.column!r} of {spread:g} on this bar moves the price {price:g} to "
+                f"{out:g}, not a price > 0"
+            )
+        return out
 
     def __repr__(self) -> str:
         return (

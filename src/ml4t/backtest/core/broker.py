@@ -23,8 +23,12 @@ class CommissionModel(Protocol):
     """Commission charged on a fill.
 
     ``calculate`` is called once per fill, after the fill price (including slippage) is
-    known. ``quantity`` is positive; ``price`` is the execution price. Return a
-    non-negative amount in the account currency.
+    known. ``quantity`` is positive; ``price`` is the execution price. Return a finite,
+    non-negative amount in the account currency; a model that pays rebates declares the
+    class attribute ``rebates = True`` and may return negative amounts. Anything else
+    (NaN, infinity, an unexpected negative) stops the run with a ``PluginError`` naming the
+    model, the order, the timestamp and the asset. To reject the order being priced,
+    raise :class:`~ml4t.backtest.RejectOrder` with the reason.
     """
 
     def calculate(self, quantity: float, price: float) -> float:
@@ -38,8 +42,12 @@ class SlippageModel(Protocol):
 
     ``fill_price`` receives the base price (open, close or stop level), the side sign
     (+1 buy, -1 sell), the positive quantity and the bar's volume. It returns the
-    execution price, which must be worse or equal for the trader: ``>= price`` for buys,
-    ``<= price`` for sells, and positive.
+    execution price, which must be finite and worse or equal for the trader: ``>= price``
+    for buys, ``<= price`` for sells (a model that can improve on the market declares
+    ``price_improvement = True``). A NaN or infinite price, or an undeclared improvement,
+    stops the run with a ``PluginError``; a finite price ``<= 0`` rejects the order. To
+    reject the order being priced (no quote on the bar, say), raise
+    :class:`~ml4t.backtest.RejectOrder` with the reason.
     """
 
     def fill_price(self, price: float, side: int, quantity: float, volume: float) -> float:
@@ -55,7 +63,9 @@ class ImpactModel(Protocol):
     slipped price, the side sign (+1 buy, -1 sell), the positive quantity and ``bar``: a
     mapping of the fill bar's columns for that asset (``open``, ``high``, ``low``,
     ``close``, ``volume`` and the feed's signal and indicator columns). It returns the
-    impact per unit in price units, ``>= 0``; the execution price becomes
+    impact per unit in price units, finite and ``>= 0`` (anything else stops the run with a
+    ``PluginError``; raise :class:`~ml4t.backtest.RejectOrder` to reject the order, e.g.
+    when an input is missing on the bar); the execution price becomes
     ``price + side * impact``. Limit fills are not charged impact (they add liquidity).
 
     Estimates such as volatility or average daily volume should come from columns
