@@ -23,7 +23,10 @@ Orders
     cancelled (never cancelled in these scenarios).
 Exits
     Fractions of the entry price: stop-loss, take-profit, trailing stop (by percent),
-    attached to every position the signals open.
+    attached to every position the signals open. They work until the position is flat;
+    when a signal exit and an exit can fill on one bar, the first the bar reaches fills
+    (the open, a level inside the bar, the close; the exit on a tie) and the other is
+    cancelled, so the position closes once and never reverses.
 Fill timing
     ``same_bar_close`` (market orders fill at bar *t*'s close), ``next_bar_open`` (bar
     *t+1*'s open) or ``next_bar_close`` (bar *t+1*'s close).

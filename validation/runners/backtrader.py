@@ -16,6 +16,14 @@ Mapping of the neutral semantics (see :mod:`validation.scenario`):
   ``commtype=COMM_FIXED, stocklike=True`` and ``_getcommission`` overridden.
 * slippage: ``set_slippage_perc`` / ``set_slippage_fixed`` with their defaults.
 * exits: sell ``Stop`` / ``StopTrail`` / ``Limit`` orders (OCO) placed when the entry fills.
+  A signal exit filled at the next open (or under coc at the signal bar's close) cancels
+  them when it is placed: nothing they could do on the next bar comes before it (a stop
+  gapped through fills at that same open). A signal exit filled at the next bar's close
+  (``Order.Close``) joins their OCO group instead, so they keep working through that bar
+  and whichever executes first cancels the rest (``_execute`` calls ``_ococheck``,
+  ``bbroker.py`` L838, L609-620; ``next`` tries the pending orders in submission order,
+  L1198-1220, so an exit reached on that bar executes before the close). A reversal always
+  cancels them.
 """
 
 from __future__ import annotations
@@ -160,9 +168,16 @@ class _ScenarioStrategy(bt.Strategy):  # type: ignore[misc]
                 size = -self._entry_size(j, -1, 0.0)
             if size == 0.0:
                 continue
-            if pos != 0:
+            kwargs: dict[str, Any] = {"exectype": self.plan.market_exectype}
+            live = [o for o in self.exit_orders.get(j, []) if o.alive()]
+            if live and size == -pos and self.plan.market_exectype == bt.Order.Close:
+                # A close at the next bar's close: the exits keep working through that
+                # bar and the first of them to execute cancels the others (OCO group).
+                kwargs["oco"] = live[0]
+            elif pos != 0:
+                # A close at the next open (or, under coc, at this close) comes before
+                # anything the exits could do on the next bar, so drop them now.
                 self._cancel_exits(j)
-            kwargs = {"exectype": self.plan.market_exectype}
             self.working[j] = self._submit("signal", j, size, **kwargs)
 
     def _entry_size(self, j: int, side: int, pos: float) -> float:

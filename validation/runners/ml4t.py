@@ -299,7 +299,8 @@ def _result(res: BacktestResult, scenario: Scenario, preset: str) -> RunResult:
         for row in res.fills_df.iter_rows(named=True)
     ]
     pdf = res.portfolio_df
-    rejected = int((res.orders_df["event"] == "rejected").sum()) if res.orders_df.height else 0
+    # counted by the engine in every mode: the compiled kernel logs no orders_df rows
+    rejected = int(res.metrics["num_rejected_orders"])
     return RunResult(
         framework=f"ml4t[{preset}]",
         fills=fills,

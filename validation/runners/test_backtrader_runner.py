@@ -248,6 +248,23 @@ def test_signal_exit_cancels_the_exit_orders() -> None:
     assert fills(r) == [(2, 10, 103.0), (4, -10, 108.0)]
 
 
+def test_signal_exit_next_close_stop_touched_first_fills_the_stop_only() -> None:
+    exits = Exits(stop_loss=0.05, take_profit=0.2)
+    r = go(trade(1, 6), fill_timing="next_bar_close", sizing=ten(), exits=exits)
+    # entry at bar 2 close 102, stop 96.9; the exit signal at bar 6 joins the exits' OCO
+    # group: bar 7 (open 99, low 95) reaches the stop before its close 97, so the stop fills
+    # at 96.9 and cancels the close (no second sale, no short)
+    assert fills(r) == [(2, 10, 102.0), (7, -10, 96.9)]
+
+
+def test_signal_exit_next_close_filled_first_cancels_the_exits() -> None:
+    exits = Exits(stop_loss=0.05, take_profit=0.2)
+    r = go(trade(1, 4), fill_timing="next_bar_close", sizing=ten(), exits=exits)
+    # the close at bar 5 close 100 fills first (bar 5 low 99 > 96.9) and cancels the stop,
+    # which bar 7 (low 95) would otherwise hit
+    assert fills(r) == [(2, 10, 102.0), (5, -10, 100.0)]
+
+
 # --- real data --------------------------------------------------------------------------------
 def _crossings(close: np.ndarray, fast: int, slow: int) -> tuple[np.ndarray, np.ndarray]:
     """Entries when a fast moving average crosses above a slow one; exits on the reverse."""

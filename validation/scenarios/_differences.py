@@ -9,6 +9,7 @@ from __future__ import annotations
 from ..scenario import Difference
 
 BT = "backtrader 1.9.78.123"
+VBT = "vectorbt 1.2.0"
 
 BT_COC_COMMISSION = Difference(
     "Backtrader's cheat-on-close executes the order in the next bar's broker cycle: the fill "
@@ -35,4 +36,18 @@ BT_COC_EXITS = Difference(
     "or target.",
     f"{BT} brokers/bbroker.py L853-870 and L1176-1237 (next: orders submitted during "
     "notification wait for the next cycle); docs/framework_differences.md B10",
+)
+
+VBT_STOP_BEFORE_OPEN_EXIT = Difference(
+    "VectorBT checks a position's stop-loss, then its take-profit, against the whole bar "
+    "(open, low, high) before it reads the bar's signals, and a hit takes the bar's one "
+    "order. Next-open fills are the signals shifted one bar with price=open, so when the "
+    "bar after an exit signal opens inside the levels and then trades through one, "
+    "VectorBT exits at that level and drops the signal; ours fills the signal's close at "
+    "the open, which comes first in the bar, and the exit then has nothing left to close.",
+    f"{VBT} portfolio/nb.py L2097-2117 (simulate_from_signals_nb: stop and target over "
+    "open/low/high), L2132-2149 ('Stop signal comes first': the signal arrays are read "
+    "only when no stop hit, L2150), L1861-1890 (get_stop_price_nb); portfolio/base.py "
+    "L2308-2310 (from_signals docstring: stop signal has priority, one order per bar); "
+    "docs/framework_differences.md V4",
 )

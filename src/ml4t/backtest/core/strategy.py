@@ -45,8 +45,8 @@ class Strategy:
     (``order_target_*``, ``rebalance_to_weights``, ``size_by_confidence``) place orders
     that carry their target position and are resolved against the position at fill
     time. Both ignore orders still working when they are placed. With a broker set to
-    ``order_sizing="at_order"`` (the Backtrader and Zipline presets) they place plain
-    orders of the quantity computed now instead, as those frameworks do.
+    ``order_sizing="at_order"`` they place plain orders of the quantity computed now
+    instead, as Backtrader and Zipline do (the presets keep ``"at_fill"``).
     """
 
     _engine: BacktestEngine
