@@ -212,6 +212,17 @@ SIG = [0.9, 0.7, 0.1, 0.1, 0.1]
 GAP = [_flat_bar(100.0)] * 3 + [(90.0, 91.0, 89.0, 90.0), _flat_bar(90.0)]
 
 
+def _close_on_signal(s: Any, e: Any, c: Any) -> bool:
+    """Buy 100 on a high signal when flat, close on a low one; True when it closed."""
+    pos = s.get_position("X")
+    if e.signals["sig"] > 0.5 and pos == 0:
+        s.buy("X", 100)
+    elif e.signals["sig"] < 0.5 and pos > 0:
+        s.state["close"] = s.close_position("X")
+        return True
+    return False
+
+
 def _signal_strategy(compiled: bool) -> SignalStrategy:
     return SignalStrategy(
         entry_rules=[Rule.signal_above("sig", 0.5), Rule.not_in_position()],
@@ -231,16 +242,8 @@ def test_close_position_and_stop_gap_same_bar_long_only_stays_flat(
     # to sell and is cancelled: a long-only strategy never goes short, and a cash account
     # reports a cancellation, not a rejection.
     df = _bars(GAP, sig=SIG)
-
-    def on_bar(s: Any, e: Any, c: Any) -> None:
-        pos = s.get_position("X")
-        if e.signals["sig"] > 0.5 and pos == 0:
-            s.buy("X", 100)
-        elif e.signals["sig"] < 0.5 and pos > 0:
-            s.state["close"] = s.close_position("X")
-
     result, strat = run_backtest(
-        df, on_bar, asset_id=None, account=account, exits={"stop_loss": 0.05}
+        df, _close_on_signal, asset_id=None, account=account, exits={"stop_loss": 0.05}
     )
     assert _positions(result) == [100.0, 0.0]
     assert result.fills_df["tag"].to_list() == [None, "stop_loss"]
@@ -377,11 +380,7 @@ def test_order_sizing_at_order_keeps_the_order_time_quantity(run_backtest: Any) 
     df = _bars(GAP, sig=SIG)
 
     def on_bar(s: Any, e: Any, c: Any) -> None:
-        pos = s.get_position("X")
-        if e.signals["sig"] > 0.5 and pos == 0:
-            s.buy("X", 100)
-        elif e.signals["sig"] < 0.5 and pos > 0:
-            s.state["close"] = s.close_position("X")
+        if _close_on_signal(s, e, c):
             s.state["target"] = s.order_target_quantity("X", 0)
 
     result, strat = run_backtest(

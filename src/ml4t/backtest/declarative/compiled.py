@@ -93,8 +93,22 @@ def kernel_problem(engine: BacktestEngine, strategy: SignalStrategy) -> str | No
     return None
 
 
+#: the pending-order arrays of the kernel, in its parameter order
+_PENDING = ("p_code", "p_side", "p_qty", "p_id", "p_k", "p_row", "p_intent", "p_target")
+
+
 class _State:
     """Kernel state carried across blocks (arrays indexed by asset code)."""
+
+    # the pending orders (set by _pending, named by _PENDING)
+    p_code: np.ndarray
+    p_side: np.ndarray
+    p_qty: np.ndarray
+    p_id: np.ndarray
+    p_k: np.ndarray
+    p_row: np.ndarray
+    p_intent: np.ndarray
+    p_target: np.ndarray
 
     def __init__(self, n: int, cash: float) -> None:
         self.st_i = np.zeros(L.S_I_SIZE, dtype=np.int64)
@@ -137,28 +151,11 @@ class _State:
             n = int(self.st_i[L.S_PENDING])
             for new, cur in zip(arrays, self.pending_arrays(), strict=True):
                 new[:n] = cur[:n]
-        (
-            self.p_code,
-            self.p_side,
-            self.p_qty,
-            self.p_id,
-            self.p_k,
-            self.p_row,
-            self.p_intent,
-            self.p_target,
-        ) = arrays
+        for name, array in zip(_PENDING, arrays, strict=True):
+            setattr(self, name, array)
 
     def pending_arrays(self) -> tuple[np.ndarray, ...]:
-        return (
-            self.p_code,
-            self.p_side,
-            self.p_qty,
-            self.p_id,
-            self.p_k,
-            self.p_row,
-            self.p_intent,
-            self.p_target,
-        )
+        return tuple(getattr(self, name) for name in _PENDING)
 
     def args(self) -> tuple[np.ndarray, ...]:
         """The kernel's state and output arguments, in its parameter order."""

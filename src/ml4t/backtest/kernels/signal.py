@@ -678,71 +678,21 @@ def signal_run_nb(
                 for r in range(r0, r1):
                     a = code[r]
                     pos = qty[a]
+                    # the order this row places, if any: side, quantity, intent, target
                     if pos != 0 and _rules_pass(rules_i, rules_f, 1, sig, r, pos) == 1:
-                        side = -1 if pos > 0 else 1
-                        _submit(
-                            st_i,
-                            p_code,
-                            p_side,
-                            p_qty,
-                            p_id,
-                            p_k,
-                            p_row,
-                            p_intent,
-                            p_target,
-                            a,
-                            side,
+                        side, q, intent, target = (
+                            (-1 if pos > 0 else 1),
                             abs(pos),
-                            k,
-                            r,
-                            lot,
                             INTENT_REDUCE,
                             0.0,
                         )
+                    elif _rules_pass(rules_i, rules_f, 0, sig, r, pos) != 1:
                         continue
-                    if _rules_pass(rules_i, rules_f, 0, sig, r, pos) != 1:
-                        continue
-                    if sizer == SZ_PERCENT:
+                    elif sizer == SZ_PERCENT:
                         q = round_lot_nb(size_value * st_f[0] / (last[a] * 1.0), lot)
-                        _submit(
-                            st_i,
-                            p_code,
-                            p_side,
-                            p_qty,
-                            p_id,
-                            p_k,
-                            p_row,
-                            p_intent,
-                            p_target,
-                            a,
-                            1,
-                            q,
-                            k,
-                            r,
-                            lot,
-                            INTENT_NONE,
-                            0.0,
-                        )
+                        side, intent, target = 1, INTENT_NONE, 0.0
                     elif sizer == SZ_FIXED:
-                        _submit(
-                            st_i,
-                            p_code,
-                            p_side,
-                            p_qty,
-                            p_id,
-                            p_k,
-                            p_row,
-                            p_intent,
-                            p_target,
-                            a,
-                            1,
-                            size_value,
-                            k,
-                            r,
-                            lot,
-                            INTENT_NONE,
-                            0.0,
-                        )
+                        side, q, intent, target = 1, size_value, INTENT_NONE, 0.0
                     else:
                         conf = sig[scol, r]
                         if not (conf == conf and abs(conf) < np.inf):
@@ -756,33 +706,34 @@ def signal_run_nb(
                         if not have_equity:
                             equity = _equity(st_f[0], qty, last, held, st_i[S_HELD])
                             have_equity = True
-                        target = size_value * scaled * equity / (last[a] * 1.0)
-                        delta = target - pos
+                        goal = size_value * scaled * equity / (last[a] * 1.0)
+                        delta = goal - pos
                         if abs(delta) < 1e-12:
                             continue
-                        mag = round_lot_nb(abs(delta), lot)
-                        if mag == 0:
+                        q = round_lot_nb(abs(delta), lot)
+                        if q == 0:
                             continue
                         side = 1 if delta > 0 else -1
-                        _submit(
-                            st_i,
-                            p_code,
-                            p_side,
-                            p_qty,
-                            p_id,
-                            p_k,
-                            p_row,
-                            p_intent,
-                            p_target,
-                            a,
-                            side,
-                            mag,
-                            k,
-                            r,
-                            lot,
-                            INTENT_TARGET,
-                            pos + side * mag,
-                        )
+                        intent, target = INTENT_TARGET, pos + side * q
+                    _submit(
+                        st_i,
+                        p_code,
+                        p_side,
+                        p_qty,
+                        p_id,
+                        p_k,
+                        p_row,
+                        p_intent,
+                        p_target,
+                        a,
+                        side,
+                        q,
+                        k,
+                        r,
+                        lot,
+                        intent,
+                        target,
+                    )
         for r in range(r0, r1):
             a = code[r]
             row_now[a] = -1
