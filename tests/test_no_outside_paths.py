@@ -5,10 +5,10 @@ nothing reads a path outside it." This test scans every source, test, example, b
 validation, plugin and script file (``.py``, ``.sh``, ``.toml``, ``.yaml``, ``.yml``,
 ``.cfg``, ``.ini``, ``.ci/run`` and other ``#!`` scripts) for:
 
-- absolute paths (``/work/...``, ``/home/...``, ``/data/...``) other than system and
+- absolute paths (``/srv/...``, ``/home/...``, ``/data/...``) other than system and
   temporary locations (``/tmp``, ``/var/tmp``, ``/usr``, ``/bin``, ``/sbin``, ``/dev``,
   ``/proc``, ``/sys``, ``/etc``, and ``/nonexistent`` for "a path that is not there");
-- relative paths that climb out (``../shared``): in Python and shell code any string that
+- relative paths that climb out (``../data``): in Python and shell code any string that
   starts with ``../`` (code runs from the repository root), in configuration files one
   that climbs above the repository root from the file's own folder;
 - the home directory (``Path.home()``, ``~/...``, ``$HOME``), except ``~/.cache``: a
@@ -364,7 +364,7 @@ def test_checker_flags_a_path_outside_the_tree(
         ("tests/test_a.py", 'MISSING = "/nonexistent/python"\n'),
         ("tests/test_a.py", 'URL = "https://github.com/mementum/backtrader/tree/master"\n'),
         ("tests/test_a.py", 'RATE = f"{rate}/yr per {n}/share"\nG = "*/src/**/*.py"\n'),
-        ("tests/test_a.py", "# comments may say /work/shared/data/real\nX = 1\n"),
+        ("tests/test_a.py", "# comments may say /srv/outside/data/real\nX = 1\n"),
         (
             "tests/integration/test_a.py",
             "from pathlib import Path\nREPO = Path(__file__).resolve().parents[2]\n"

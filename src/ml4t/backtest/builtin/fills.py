@@ -525,8 +525,8 @@ class FillEngine:
 
     def _bad_price_text(self, price: float) -> str:
         return (
-            f"slippage model {_label(self.slippage_model)} returned an invalid price {price!r} "
-            "(missing input data on this bar?)"
+            f"slippage model {_label(self.slippage_model)} moved the price to {price!r}, "
+            "not a price > 0"
         )
 
     def _commission(self, order: Order, quantity: float, price: float, ts: int) -> float:
@@ -740,16 +740,9 @@ def _target(order: Order) -> float:
 
 
 def intent_cancel_text(status: int, order: Order, held: float) -> str:
-    """The reason a reduce-only or target order is cancelled at fill time."""
-    return intent_cancel_reason(
-        status, order.asset_id, order.side.sign, held, order.target_quantity
-    )
-
-
-def intent_cancel_reason(
-    status: int, asset_id: str, side: int, held: float, target: float | None
-) -> str:
-    """The cancel reason of ``kernels.intent`` status ``status`` (also the compiled path's)."""
+    """The reason a reduce-only or target order is cancelled at fill time (``status`` is a
+    cancel status of :func:`~ml4t.backtest.kernels.intent.resolve_intent`)."""
+    asset_id, side, target = order.asset_id, order.side.sign, order.target_quantity
     if target is None:
         want = "long" if side < 0 else "short"
         return (
