@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 
 from ml4t.backtest import DataValidationError, SimulationBroker
-from ml4t.backtest.core.corporate import CorporateActions
+from ml4t.backtest.builtin.corporate import CorporateActions
 
 # Tue 2, Wed 3, Thu 4, Fri 5, Mon 8, Tue 9, Wed 10 Jan 2024
 DAYS = [datetime(2024, 1, d) for d in (2, 3, 4, 5, 8, 9, 10)]

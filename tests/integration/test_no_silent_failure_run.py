@@ -29,9 +29,8 @@ from typing import Any
 import polars as pl
 import pytest
 
-from ml4t.backtest import ConfigError
+from ml4t.backtest import ConfigError, run_config
 from ml4t.backtest.cli import main
-from ml4t.backtest.config import run_config
 from ml4t.backtest.errors import OutputLockError, StaleLockWarning
 from ml4t.backtest.testing import make_bars
 

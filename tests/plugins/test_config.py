@@ -8,9 +8,8 @@ from textwrap import dedent
 
 import pytest
 
-from ml4t.backtest import BacktestEngine, ConfigError, load_config
+from ml4t.backtest import BacktestEngine, ConfigError, load_config, run_config
 from ml4t.backtest.cli import main
-from ml4t.backtest.config import run_config
 from ml4t.backtest.testing import make_bars
 
 STRATEGY = """

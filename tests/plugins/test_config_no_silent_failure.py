@@ -14,8 +14,7 @@ from textwrap import dedent
 import polars as pl
 import pytest
 
-from ml4t.backtest import ConfigError, PluginError, load_config
-from ml4t.backtest.config import engine_from_config, run_config
+from ml4t.backtest import BacktestEngine, ConfigError, PluginError, load_config, run_config
 from ml4t.backtest.testing import make_bars
 
 STRATEGY = """
@@ -213,7 +212,7 @@ def test_engine_from_config_missing_data_file_names_its_key(
 ) -> None:
     cfg = load_config(project / "bt.yaml", overrides=[override])
     with pytest.raises(ConfigError) as info:
-        engine_from_config(cfg)
+        BacktestEngine.from_config(cfg)
     err = info.value
     assert not isinstance(err, PluginError)
     text = str(err)
@@ -235,7 +234,7 @@ def test_engine_from_config_missing_feed_param_path_names_its_key(project: Path)
         overrides=["data={feed: {model: parquet, params: {path: nowhere.parquet}}}"],
     )
     with pytest.raises(ConfigError) as info:
-        engine_from_config(cfg)
+        BacktestEngine.from_config(cfg)
     text = str(info.value)
     assert f"data.feed.params.path: no such file: {project / 'nowhere.parquet'}" in text
 
@@ -248,5 +247,5 @@ def test_engine_from_config_existing_files_and_globs_pass(project: Path) -> None
         project / "bt.yaml",
         overrides=["data.asset_data.path=bar*.parquet", "data.context_data={path: ctx.parquet}"],
     )
-    result = engine_from_config(cfg).run()
+    result = BacktestEngine.from_config(cfg).run()
     assert result.complete and result.fills_df.height == 1

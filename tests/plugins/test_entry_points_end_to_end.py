@@ -18,8 +18,7 @@ from textwrap import dedent
 
 import pytest
 
-from ml4t.backtest import get_plugin_manager, list_plugins
-from ml4t.backtest.config import run_config
+from ml4t.backtest import get_plugin_manager, list_plugins, run_config
 
 FIRST_PARTY = {"impact": "ml4t-backtest-impact", "duckdb": "ml4t-backtest-duckdb"}
 

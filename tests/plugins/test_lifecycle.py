@@ -84,7 +84,8 @@ def test_run_end_wrapper_sees_the_other_implementations() -> None:
 def test_session_hook_not_called_when_unimplemented() -> None:
     engine = BacktestEngine(_intraday_feed(), ScriptedStrategy())
     engine.run()
-    assert engine._session_hook is False
+    assert engine._run is not None
+    assert engine._run.setup.observers.session_end is None
 
 
 @pytest.mark.parametrize("hook", ["ml4t_run_start", "ml4t_session_end", "ml4t_run_end"])

@@ -27,11 +27,10 @@ import pytest
 import tqdm
 import yaml
 
-from ml4t.backtest import ConfigError, load_config
+from ml4t.backtest import ConfigError, load_config, run_config
 from ml4t.backtest import runner as runner_module
 from ml4t.backtest.builtin.reporters import SummaryReporter
 from ml4t.backtest.cli import main
-from ml4t.backtest.config import run_config
 from ml4t.backtest.runner import resolved_config
 from ml4t.backtest.testing import make_bars
 

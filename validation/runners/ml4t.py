@@ -46,7 +46,7 @@ from ml4t.backtest import (
     SimulationBroker,
     Strategy,
 )
-from ml4t.backtest.config import BacktestConfig, engine_from_config
+from ml4t.backtest import BacktestConfig, BacktestEngine
 
 from ..scenario import (
     Costs,
@@ -387,5 +387,5 @@ def run(
                 "base_dir": tmp,
             }
         )
-        engine = engine_from_config(cfg, strategy=ScenarioStrategy(scenario))
+        engine = BacktestEngine.from_config(cfg, strategy=ScenarioStrategy(scenario))
         return _result(engine.run(), scenario, preset)

@@ -14,6 +14,7 @@ from .builtin.commission import (
     PerShareCommission,
     TieredCommission,
 )
+from .builtin.corporate import CorporateActions
 from .builtin.feeds import ParquetDataFeed, PolarsDataFeed
 from .builtin.impact import NoImpact
 from .builtin.reporters import ParquetReporter, SummaryReporter
@@ -30,12 +31,10 @@ from .builtin.slippage import (
 from .config import BacktestConfig, load_config
 from .core.assets import AssetRegistry, AssetSpec
 from .core.batch import BatchStrategy
-from .core.broker import Broker, CommissionModel, ImpactModel, SlippageModel
+from .core.broker import Broker, BrokerListener, CommissionModel, ImpactModel, SlippageModel
 from .core.calendar import Session
 from .core.context import Context
-from .core.corporate import CorporateActions
 from .core.data import Feed, RawBlock
-from .core.engine import BacktestEngine
 from .core.events import FillEvent, MarketEvent, OrderEvent
 from .core.orders import Order, OrderSide, OrderStatus, OrderType, TimeInForce
 from .core.results import BacktestResult
@@ -48,6 +47,7 @@ from .declarative import (
     SignalStrategy,
     TopKSizer,
 )
+from .engine import BacktestEngine
 from .errors import (
     BacktestError,
     ConfigError,
@@ -61,9 +61,11 @@ from .errors import (
     StaleLockWarning,
     StrategyError,
 )
-from .hookspecs import hookimpl
 from .io import read_ohlcv_csv
-from .plugins import PluginManager, PluginRegistry, get_plugin_manager, list_plugins
+from .markers import hookimpl
+from .plugins import PluginManager, get_plugin_manager, list_plugins
+from .registry import PluginRegistry
+from .runner import run_config
 
 __version__ = "0.1.0"
 
@@ -77,6 +79,7 @@ __all__ = [
     "BasisPointsSlippage",
     "BatchStrategy",
     "Broker",
+    "BrokerListener",
     "CommissionModel",
     "ConfidenceSizer",
     "ConfigError",
@@ -138,4 +141,5 @@ __all__ = [
     "list_plugins",
     "load_config",
     "read_ohlcv_csv",
+    "run_config",
 ]

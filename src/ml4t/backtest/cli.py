@@ -219,7 +219,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> None:
-    from .config import run_config
+    from .runner import run_config
 
     show = not (args.quiet or args.no_progress) and sys.stderr.isatty()
     with _progress_bar(show) as progress, warnings.catch_warnings():

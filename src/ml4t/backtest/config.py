@@ -26,14 +26,12 @@ from __future__ import annotations
 import importlib
 import json
 import re
-import sys
 from collections.abc import Sequence
 from datetime import date
 from glob import glob
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
-import polars as pl
 import yaml
 from pydantic import (
     AfterValidator,
@@ -48,15 +46,9 @@ from pydantic import (
 )
 
 from .core.asof import parse_duration_ns
-from .core.data import TIMESTAMP_ALIASES
 from .errors import ConfigError, DataValidationError
-from .io import to_polars_frame
-from .plugins import PluginManager, PluginRegistry, get_plugin_manager
-
-if TYPE_CHECKING:
-    from .core.engine import BacktestEngine
-    from .core.results import BacktestResult
-    from .core.strategy import Strategy
+from .plugins import PluginManager, get_plugin_manager
+from .registry import PluginRegistry
 
 __all__ = [
     "BacktestConfig",
@@ -66,9 +58,15 @@ __all__ = [
     "ReportingConfig",
     "RunConfig",
     "StrategyConfig",
-    "engine_from_config",
+    "check_data_files",
+    "check_names",
+    "data_paths",
+    "file_feed",
+    "is_local_path",
+    "is_path_key",
     "load_config",
-    "run_config",
+    "model_spec",
+    "plugin_manager_for",
 ]
 
 
@@ -94,7 +92,8 @@ class ModelSpec(_Frozen):
 Spec = str | ModelSpec
 
 
-def _spec(value: Spec) -> Any:
+def model_spec(value: Spec) -> Any:
+    """Return a config value as the registry takes it: a name or ``{model, params}``."""
     return value.as_spec() if isinstance(value, ModelSpec) else value
 
 
@@ -362,7 +361,7 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> BacktestConf
     for item in overrides:
         _override(raw, item, str(p))
     cfg = _validate({**raw, "base_dir": str(p.resolve().parent), "source": str(p)}, str(p))
-    registry = _plugin_manager(cfg).registry  # its errors name the file already
+    registry = plugin_manager_for(cfg).registry  # its errors name the file already
     try:
         check_names(cfg, registry)
     except ConfigError as exc:
@@ -461,7 +460,7 @@ def check_names(cfg: BacktestConfig, registry: PluginRegistry) -> None:
     if data.feed is not None:
         checks.append(("feed", data.feed, "data.feed"))
     elif data.asset_data is not None:
-        name = _file_feed(data.asset_data.path)
+        name = file_feed(data.asset_data.path)
         if registry.lookup("feed", name) is None:
             raise ConfigError(
                 f"data.asset_data.path: reading {data.asset_data.path!r} needs the feed "
@@ -475,12 +474,13 @@ def check_names(cfg: BacktestConfig, registry: PluginRegistry) -> None:
         raise ConfigError(f"{key}: unknown {what} {name!r}; available: {registry.available(kind)}")
 
 
-def _file_feed(path: str) -> str:
+def file_feed(path: str) -> str:
     """Return the builtin feed reading ``path``: ``csv`` by suffix, else ``parquet``."""
     return "csv" if Path(path).suffix.lower() == ".csv" else "parquet"
 
 
-def _plugin_manager(cfg: BacktestConfig) -> PluginManager:
+def plugin_manager_for(cfg: BacktestConfig) -> PluginManager:
+    """Build the plugin manager the config's ``plugins`` section asks for."""
     extra = []
     for k, name in enumerate(cfg.plugins.modules):
         try:
@@ -492,230 +492,18 @@ def _plugin_manager(cfg: BacktestConfig) -> PluginManager:
     return get_plugin_manager(autoload=cfg.plugins.autoload, block=cfg.plugins.block, extra=extra)
 
 
-def _import_strategy(cfg: BacktestConfig) -> Strategy:
-    from .core.strategy import Strategy
-
-    sc = cfg.strategy
-    if sc is None:
-        raise ConfigError(f"{cfg.source}: strategy: missing (give one in code or in the config)")
-    base = str(cfg.path(sc.path).resolve() if sc.path is not None else Path(cfg.base_dir).resolve())
-    added = base not in sys.path
-    if added:
-        sys.path.insert(0, base)
-    _forget_module_from_elsewhere(sc.module, Path(base))
-    try:
-        module = importlib.import_module(sc.module)
-    except ImportError as exc:
-        raise ConfigError(
-            f"{cfg.source}: strategy.module: cannot import {sc.module!r}: {exc}"
-        ) from exc
-    finally:
-        if added:
-            sys.path.remove(base)
-    cls = getattr(module, sc.class_name, None)
-    if not (isinstance(cls, type) and issubclass(cls, Strategy)):
-        raise ConfigError(
-            f"{cfg.source}: strategy.class: {sc.module}.{sc.class_name} is not a Strategy class"
-        )
-    try:
-        return cls(**sc.params)
-    except TypeError as exc:
-        raise ConfigError(f"{cfg.source}: strategy.params: {exc}") from exc
-
-
-def _forget_module_from_elsewhere(name: str, base: Path) -> None:
-    """Drop a cached module of that name when the config's directory has its own file.
-
-    Two projects each with a ``strategy.py``: the second config must import its own, not
-    the one the first left in ``sys.modules``.
-    """
-    cached = sys.modules.get(name)
-    where = getattr(cached, "__file__", None)
-    rel = Path(*name.split("."))
-    own = [base / rel.with_suffix(".py"), base / rel / "__init__.py"]
-    mine = next((f for f in own if f.is_file()), None)
-    if cached is None or where is None or mine is None:
-        return
-    if Path(where).resolve() != mine.resolve():
-        for key in [k for k in sys.modules if k == name or k.startswith(name + ".")]:
-            del sys.modules[key]
-
-
 #: Feed parameters holding file paths, resolved against the config file's directory.
 PATH_KEYS = ("path", "database", "file", "directory")
-#: execution keys passed to the broker as they are
-BROKER_KEYS = (
-    "fill_timing",
-    "fractional",
-    "allow_short",
-    "cash_policy",
-    "account",
-    "initial_margin",
-    "maintenance_margin",
-    "max_leverage",
-    "borrow_rate",
-    "margin_call",
-    "volume_limit",
-    "intrabar",
-    "trail_reference",
-    "exit_base",
-    "exit_slippage",
-    "one_order_per_bar",
-    "slippage_within_bar",
-    "order_sizing",
-)
 
 
-def _check_broker_settings(params: dict[str, Any]) -> None:
-    """Validate the simulation-broker settings now, naming the ``execution`` key."""
-    from .builtin.sim_broker import SimulationBroker
-
-    plain = {k: v for k, v in params.items() if k in BROKER_KEYS or k == "initial_cash"}
-    try:
-        SimulationBroker(**plain)
-    except ConfigError as exc:
-        key = str(exc).split(":", 1)[0]
-        where = "backtest.initial_capital" if key == "initial_cash" else f"execution.{key}"
-        raise ConfigError(f"{where}: {str(exc).split(':', 1)[-1].strip()}") from exc
-
-
-def _broker_objects(cfg: BacktestConfig) -> dict[str, Any]:
-    """Build the asset registry, corporate actions, exits and limits (validated now)."""
-    from .builtin.risk import as_exit_rules, as_risk_limits
-    from .core.assets import AssetRegistry
-    from .core.corporate import CorporateActions
-
-    ex = cfg.execution
-    out: dict[str, Any] = {}
-    if ex.assets is not None:
-        if isinstance(ex.assets, str):
-            path = cfg.path(ex.assets)
-            out["assets"] = AssetRegistry(str(path), source=f"execution.assets ({path})")
-        else:
-            out["assets"] = AssetRegistry(ex.assets, source="execution.assets")
-    if ex.corporate_actions is not None:
-        path = cfg.path(ex.corporate_actions)
-        out["corporate_actions"] = CorporateActions(
-            str(path), source=f"execution.corporate_actions ({path})"
-        )
-    if ex.exits is not None:
-        out["exits"] = as_exit_rules(ex.exits, where="execution.exits")
-    if ex.risk_limits is not None:
-        out["risk_limits"] = as_risk_limits(ex.risk_limits, where="execution.risk_limits")
-    return out
-
-
-def _is_path_key(key: str) -> bool:
+def is_path_key(key: str) -> bool:
+    """Return True for a feed parameter that names a file or directory."""
     return key in PATH_KEYS or key.endswith(("_path", "_file", "_dir"))
 
 
-def _is_local_path(value: Any) -> bool:
+def is_local_path(value: Any) -> bool:
+    """Return True for a string that is a local path (not ``:memory:`` or a URL)."""
     return isinstance(value, str) and value != ":memory:" and "://" not in value
-
-
-def _feed_spec(cfg: BacktestConfig) -> dict[str, Any]:
-    data = cfg.data
-    if data.feed is not None:
-        spec = data.feed.as_spec()
-        spec["params"] = {
-            k: str(cfg.path(v)) if _is_path_key(k) and _is_local_path(v) else v
-            for k, v in spec["params"].items()
-        }
-        return spec
-    ad = data.asset_data
-    assert ad is not None
-    path = cfg.path(ad.path)
-    params: dict[str, Any] = {"path": str(path)}
-    if ad.asset_id is not None:
-        params["asset_id"] = ad.asset_id
-    if ad.columns is not None:
-        if ad.columns.signals is not None:
-            params["signal_columns"] = ad.columns.signals
-        params["indicator_columns"] = ad.columns.indicators
-    if ad.chunk_size is not None:
-        params["chunk_size"] = ad.chunk_size
-    sd = data.signal_data
-    if sd is not None:
-        params["signal_data"] = str(cfg.path(sd.path))
-        if sd.available_at is not None:
-            params["available_at"] = sd.available_at
-        if sd.max_staleness is not None:
-            params["signal_max_staleness"] = sd.max_staleness
-        if sd.columns is not None:
-            signals = list(params.get("signal_columns") or [])
-            indicators = list(params.get("indicator_columns") or [])
-            params["signal_columns"] = signals + list(sd.columns.signals or [])
-            params["indicator_columns"] = indicators + list(sd.columns.indicators)
-    return {"model": _file_feed(ad.path), "params": params}
-
-
-def engine_from_config(
-    config: BacktestConfig | str | Path, strategy: Strategy | None = None
-) -> BacktestEngine:
-    """Build a :class:`~ml4t.backtest.BacktestEngine` from a config (see the module doc).
-
-    Every plugin name (cost models, broker, feed, reporters) is resolved before any data
-    is read; then the strategy is imported, the feed built through ``ml4t_make_feed`` and
-    the broker through ``ml4t_make_broker``.
-    """
-    from .builtin.presets import preset_settings
-    from .core.context import Context
-    from .core.engine import BacktestEngine
-
-    cfg = config if isinstance(config, BacktestConfig) else load_config(config)
-    src = cfg.source
-    pm = _plugin_manager(cfg)
-    reg = pm.registry
-    ex = cfg.execution
-    params: dict[str, Any] = {"initial_cash": cfg.backtest.initial_capital}
-    try:
-        check_names(cfg, reg)
-        preset = {} if ex.preset is None else preset_settings(ex.preset)
-        for kind in ("commission", "slippage", "impact"):
-            spec = getattr(ex, kind)
-            if spec is not None:
-                params[kind] = reg.create(kind, _spec(spec), where=f"execution.{kind}")
-            elif kind in preset:
-                params[kind] = reg.create(kind, preset[kind], where=f"execution.preset.{kind}")
-        params.update({k: v for k, v in preset.items() if k in BROKER_KEYS})
-        for key in BROKER_KEYS:
-            if getattr(ex, key) is not None:
-                params[key] = getattr(ex, key)
-        check_data_files(cfg)
-        params.update(_broker_objects(cfg))
-        _check_broker_settings(params)
-        for k, rep in enumerate(cfg.reporting.reporters):
-            reg.create("reporter", _spec(rep), where=f"reporting.reporters[{k}]")
-        feed_spec = _feed_spec(cfg)
-    except ConfigError as exc:
-        raise ConfigError(f"{src}: {exc}") from exc
-    strat = strategy if strategy is not None else _import_strategy(cfg)
-    broker_spec = _spec(ex.broker)
-    if isinstance(broker_spec, str):
-        broker_spec = {"model": broker_spec, "params": {}}
-    broker_spec = {"model": broker_spec["model"], "params": {**params, **broker_spec["params"]}}
-    feed = pm.first_result("ml4t_make_feed", "load", "feed", spec=feed_spec, registry=reg)
-    if feed is None:
-        raise ConfigError(f"{src}: data: no plugin built a feed for {feed_spec!r}")
-    context = None
-    cd = cfg.data.context_data
-    if cd is not None:
-        context = Context(
-            _read_context(cfg), max_staleness=cd.max_staleness, available_at=cd.available_at
-        )
-    run = cfg.backtest
-    return BacktestEngine(
-        feed,
-        strat,
-        broker_spec,
-        context=context,
-        name=run.name,
-        calendar=run.calendar,
-        outside_sessions=run.outside_sessions,
-        start=run.start_date,
-        end=run.end_date,
-        plugin_manager=pm,
-    )
 
 
 def data_paths(cfg: BacktestConfig) -> list[tuple[str, Path]]:
@@ -733,7 +521,7 @@ def data_paths(cfg: BacktestConfig) -> list[tuple[str, Path]]:
             out.append((f"data.{key}.path", cfg.path(section.path)))
     if data.feed is not None:
         for k, v in data.feed.params.items():
-            if _is_path_key(k) and not k.endswith("_dir") and _is_local_path(v):
+            if is_path_key(k) and not k.endswith("_dir") and is_local_path(v):
                 out.append((f"data.feed.params.{k}", cfg.path(v)))
     for key in ("assets", "corporate_actions"):
         value = getattr(cfg.execution, key)
@@ -758,34 +546,3 @@ def check_data_files(cfg: BacktestConfig) -> None:
                 raise ConfigError(f"{key}: no such file: {name} (the glob matches nothing)")
         elif not path.exists():
             raise ConfigError(f"{key}: no such file: {name}")
-
-
-def _read_context(cfg: BacktestConfig) -> pl.DataFrame:
-    cd = cfg.data.context_data
-    assert cd is not None
-    path = cfg.path(cd.path)
-    if not path.is_file():
-        raise ConfigError(f"{cfg.source}: data.context_data.path: no such file: {path}")
-    df = to_polars_frame(str(path), str(path))
-    if cd.fields is None:
-        return df
-    missing = [f for f in cd.fields if f not in df.columns]
-    if missing:
-        raise ConfigError(
-            f"{cfg.source}: data.context_data.fields: {missing} not in {path}; columns are "
-            f"{df.columns}"
-        )
-    keys = {*TIMESTAMP_ALIASES, cd.available_at or "available_at"}
-    return df.select(*[c for c in df.columns if c.lower() in keys], *cd.fields)
-
-
-def run_config(
-    config: BacktestConfig | str | Path,
-    strategy: Strategy | None = None,
-    output_dir: str | Path | None = None,
-    **kwargs: Any,
-) -> tuple[BacktestResult, list[Path]]:
-    """Run a config and write its outputs; see :func:`ml4t.backtest.runner.run_config`."""
-    from .runner import run_config as run
-
-    return run(config, strategy, output_dir, **kwargs)

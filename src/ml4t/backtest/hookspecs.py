@@ -21,20 +21,16 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
+from .markers import PROJECT, hookimpl, hookspec
+
 if TYPE_CHECKING:
     from .core.broker import Broker
     from .core.data import Feed
-    from .core.engine import BacktestEngine
     from .core.results import BacktestResult
-    from .plugins import PluginRegistry
+    from .core.runtime import EngineView
+    from .registry import PluginRegistry
 
 __all__ = ["PROJECT", "hookimpl", "hookspec"]
-
-#: pluggy project name and entry-point group.
-PROJECT = "ml4t.backtest"
-
-hookspec = pluggy.HookspecMarker(PROJECT)
-hookimpl = pluggy.HookimplMarker(PROJECT)
 
 #: What a registration hook returns: ``(name, factory)`` pairs.
 Factories = Iterable[tuple[str, Callable[..., Any]]]
@@ -235,7 +231,7 @@ def ml4t_make_feed(spec: Mapping[str, Any], registry: PluginRegistry) -> Feed | 
 
 
 @hookspec
-def ml4t_run_start(engine: BacktestEngine) -> None:
+def ml4t_run_start(engine: EngineView) -> None:
     """Observe the start of a run.
 
     Called once per ``engine.run()``, after the broker and context are set up and before
@@ -249,7 +245,7 @@ def ml4t_run_start(engine: BacktestEngine) -> None:
 
 
 @hookspec
-def ml4t_session_end(engine: BacktestEngine, timestamp: Any) -> None:
+def ml4t_session_end(engine: EngineView, timestamp: Any) -> None:
     """Observe the end of a trading session.
 
     Called after the last bar of every session (a calendar day in the data's time zone),
@@ -271,7 +267,7 @@ def ml4t_session_end(engine: BacktestEngine, timestamp: Any) -> None:
 
 
 @hookspec
-def ml4t_run_end(engine: BacktestEngine, result: BacktestResult) -> None:
+def ml4t_run_end(engine: EngineView, result: BacktestResult) -> None:
     """Observe the end of a run.
 
     Called once per ``engine.run()`` after the result is built and before the strategy's

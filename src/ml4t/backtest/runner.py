@@ -53,17 +53,16 @@ import yaml
 from .config import (
     OUTPUT_KEYS,
     BacktestConfig,
-    _is_local_path,
-    _is_path_key,
-    _spec,
     data_paths,
-    engine_from_config,
+    is_local_path,
+    is_path_key,
     load_config,
+    model_spec,
 )
+from .engine import BacktestEngine
 from .errors import ConfigError, OutputLockError, StaleLockWarning
 
 if TYPE_CHECKING:
-    from .core.engine import BacktestEngine
     from .core.results import BacktestResult
     from .core.strategy import Strategy
 
@@ -101,7 +100,7 @@ def resolved_config(cfg: BacktestConfig) -> dict[str, Any]:
     if "feed" in data:
         params = data["feed"].get("params", {})
         for k, v in params.items():
-            if _is_path_key(k) and _is_local_path(v):
+            if is_path_key(k) and is_local_path(v):
                 params[k] = absolute(v)
     ex = out["execution"]
     for key in ("assets", "corporate_actions"):
@@ -201,7 +200,7 @@ def run_config(
     if output_dir is not None:  # --output: every file of the run goes there
         singles = {kind: Path(output_dir) / p.name for kind, p in singles.items()}
     if out_dir is None and not singles:
-        return engine_from_config(cfg, strategy).run(progress=progress), []
+        return BacktestEngine.from_config(cfg, strategy).run(progress=progress), []
     home = out_dir if out_dir is not None else next(iter(singles.values())).parent
     dirs = _output_dirs(cfg, out_dir, singles, output_dir is not None)
     locks: list[_RunLock] = []
@@ -226,7 +225,7 @@ def run_config(
                 raise ConfigError(
                     f"{cfg.source}: {key}: cannot write to {directory}: {exc.strerror or exc}"
                 ) from exc
-        engine = engine_from_config(cfg, strategy)
+        engine = BacktestEngine.from_config(cfg, strategy)
         # hashed before the run: the record is of the data the run reads
         hashes = {
             str(f): {"sha256": _sha256(f), "bytes": f.stat().st_size} for f in data_files(cfg)
@@ -278,7 +277,7 @@ def _write_outputs(
         moves: list[tuple[Path, Path]] = []
         if out_dir is not None:
             reports = staging / "reports"
-            specs = [_spec(r) for r in cfg.reporting.reporters]
+            specs = [model_spec(r) for r in cfg.reporting.reporters]
             for p in engine.report(result, reports, specs):
                 moves.append((p, out_dir / p.relative_to(reports)))
         for kind, target in singles.items():

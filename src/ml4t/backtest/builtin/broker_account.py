@@ -17,8 +17,8 @@ from .accounts import MarginBook
 
 if TYPE_CHECKING:
     from ..core.clock import Clock
-    from ..core.corporate import ActionSchedule
     from ..core.portfolio import Portfolio
+    from .corporate import ActionSchedule
     from .risk import RiskLimits
 
 __all__ = ["AccountEvents"]

@@ -30,7 +30,7 @@ from datetime import datetime
 from typing import Any
 
 from ..errors import ConfigError
-from ..hookspecs import hookimpl
+from ..markers import hookimpl
 
 __all__ = [
     "IBKR_US_STOCK_TIERS",

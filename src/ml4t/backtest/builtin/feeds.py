@@ -28,8 +28,8 @@ from ..core.data import (
     find_column,
 )
 from ..errors import DataValidationError
-from ..hookspecs import hookimpl
 from ..io import FeedSource, read_ohlcv_csv, to_polars
+from ..markers import hookimpl
 from ._validation import (
     ASSET,
     ROW,
@@ -44,7 +44,7 @@ from .signal_data import SignalData, read_signal_data
 
 if TYPE_CHECKING:
     from ..core.data import Feed
-    from ..plugins import PluginRegistry
+    from ..registry import PluginRegistry
 
 __all__ = [
     "ParquetDataFeed",

@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from ..core.broker import BrokerListener, CommissionModel, ImpactModel, SlippageModel
     from ..core.clock import Clock
     from ..core.portfolio import Portfolio
-    from ..plugins import PluginRegistry
+    from ..registry import PluginRegistry
     from .accounts import MarginBook
     from .risk import RiskLimits
 

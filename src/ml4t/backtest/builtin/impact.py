@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from ..hookspecs import hookimpl
+from ..markers import hookimpl
 
 __all__ = ["NoImpact", "ml4t_register_impact_models"]
 

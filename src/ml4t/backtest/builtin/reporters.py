@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..hookspecs import hookimpl
+from ..markers import hookimpl
 
 if TYPE_CHECKING:
     from ..core.results import BacktestResult

@@ -23,16 +23,16 @@ import numpy as np
 from ..core.assets import AssetRegistry
 from ..core.broker import BrokerListener, CommissionModel, ImpactModel, SlippageModel
 from ..core.clock import Clock
-from ..core.corporate import CorporateActions
 from ..core.data import Chunk, row_of
-from ..core.orders import Order, OrderStatus, OrderType, TimeInForce
+from ..core.orders import Order, OrderRecord, OrderStatus, OrderType, TimeInForce
 from ..core.portfolio import Portfolio
 from ..errors import ConfigError
-from ..hookspecs import hookimpl
-from ..plugins import KINDS
+from ..markers import hookimpl
+from ..registry import KINDS
 from .accounts import ACCOUNT_TYPES, MARGIN_CALL_POLICIES, MarginBook
 from .broker_account import AccountEvents
 from .commission import NoCommission
+from .corporate import CorporateActions
 from .fills import FillEngine
 from .impact import NoImpact
 from .matching import INTRABAR_MODES
@@ -43,7 +43,7 @@ from .risk import as_exit_rules, as_risk_limits
 from .slippage import NoSlippage
 
 if TYPE_CHECKING:
-    from ..plugins import PluginRegistry
+    from ..registry import PluginRegistry
 
 __all__ = ["SimulationBroker", "ml4t_make_broker", "ml4t_register_brokers"]
 
@@ -252,11 +252,12 @@ class SimulationBroker(OrderEntry, FillEngine, OrderLinks):
         self.slippage_within_bar = bool(slippage_within_bar)
         self.order_sizing = order_sizing
         self.has_pending = False
+        self._any_lot = True  # until setup() reads the lot sizes
         self._pending: list[Order] = []
         self._next_id = 0
         self._listener: BrokerListener | None = None
         self._clock: Clock | None = None
-        self.order_log: list[tuple[Any, ...]] = []
+        self.order_log: list[OrderRecord] = []
         self.portfolio = Portfolio(initial_cash, [])
 
     @classmethod
@@ -595,11 +596,20 @@ class SimulationBroker(OrderEntry, FillEngine, OrderLinks):
         self._pending = [o for o in self._pending if o.status.is_open]
         self.has_pending = bool(self._pending) or self._watch
 
+    def order_records(self) -> list[OrderRecord]:
+        """Return the orders log: every order event and broker note so far, in order."""
+        return self.order_log
+
+    @property
+    def exact_quantities(self) -> bool:
+        """True when quantities trade as given: fractional and no asset has a lot size."""
+        return self.fractional and not self._any_lot
+
     def _note_event(self, text: str) -> None:
         """Record a broker event (margin call, halt) in the orders log."""
         clock = self._clock
         self.order_log.append(
-            (
+            OrderRecord(
                 clock.now_ns if clock else 0,
                 -1,
                 None,
@@ -618,7 +628,7 @@ class SimulationBroker(OrderEntry, FillEngine, OrderLinks):
     def _log(self, order: Order, event: str, reason: str | None, ts: int | None = None) -> None:
         clock = self._clock
         self.order_log.append(
-            (
+            OrderRecord(
                 ts if ts is not None else clock.now_ns if clock else 0,
                 order.order_id,
                 order.asset_id,

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ..errors import ConfigError, DataValidationError, RejectOrder
-from ..hookspecs import hookimpl
+from ..markers import hookimpl
 from .commission import non_negative_number, to_number
 
 __all__ = [

@@ -1,21 +1,29 @@
 """The broker contract and the cost-model contracts.
 
-The engine talks to a broker only through :class:`Broker`. Cost models are plain objects
+The engine talks to a broker only through :class:`Broker`, and a strategy only through
+its :class:`OrderPort` part. Cost models are plain objects
 the broker calls directly for every fill (never through a plugin hook in the loop).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from .clock import Clock
     from .data import Chunk
-    from .orders import Order
+    from .orders import Order, OrderRecord
     from .portfolio import Portfolio
 
-__all__ = ["Broker", "BrokerListener", "CommissionModel", "ImpactModel", "SlippageModel"]
+__all__ = [
+    "Broker",
+    "BrokerListener",
+    "CommissionModel",
+    "ImpactModel",
+    "OrderPort",
+    "SlippageModel",
+]
 
 
 @runtime_checkable
@@ -96,14 +104,84 @@ class BrokerListener(Protocol):
 
 
 @runtime_checkable
-class Broker(Protocol):
-    """What the engine needs from a broker.
+class OrderPort(Protocol):
+    """What a strategy uses of a broker: placing, changing and reading orders.
 
-    Call order per timestamp: ``process_open`` (orders from earlier bars against this
-    bar), strategy callbacks (which call ``submit_order``/``cancel_order``),
-    ``process_close`` (orders that fill at this bar's close); ``end_session`` after
-    the last bar of each session. ``has_pending`` lets the engine skip the phases when no order
-    is working, which keeps the loop cheap.
+    :class:`~ml4t.backtest.Strategy` reaches the broker only through these members. A
+    broker that does not support an order kind (brackets, say) raises
+    ``NotImplementedError`` naming it, or rejects the order with a reason.
+    """
+
+    #: whether quantities may have a fractional part
+    fractional: bool
+
+    @property
+    def exact_quantities(self) -> bool:
+        """True when any quantity trades as given (fractional, no lot sizes): sizing
+        helpers may then skip :meth:`round_quantity`."""
+        ...
+
+    #: ``"at_fill"``: the broker resolves reduce-only and target orders against the
+    #: position when they fill, so closing and target helpers place those;
+    #: ``"at_order"``: the helpers place plain orders sized now
+    order_sizing: str
+
+    def submit_order(self, order: Order) -> Order:
+        """Accept (or reject, with a reason) an order placed at the current timestamp."""
+        ...
+
+    def cancel_order(self, order_id: int) -> bool:
+        """Cancel a working order; return False if it is not working."""
+        ...
+
+    def replace_order(self, order_id: int, **changes: Any) -> Order:
+        """Change a working order's quantity, prices or time in force (same id)."""
+        ...
+
+    def open_orders(self, asset_id: str | None = None) -> list[Order]:
+        """Return the working orders, optionally of one asset."""
+        ...
+
+    def submit_bracket(
+        self, entry: Order, stop_loss: float | None = None, take_profit: float | None = None
+    ) -> tuple[Order, Order | None, Order | None]:
+        """Submit ``entry`` with a stop-loss and/or take-profit exit at these prices.
+
+        The exits work once the entry fills, and the first to fill cancels the other.
+        Returns ``(entry, stop order or None, take-profit order or None)``.
+        """
+        ...
+
+    def submit_oco(self, *orders: Order) -> list[Order]:
+        """Submit orders of which the first to fill cancels the others."""
+        ...
+
+    def submit_oto(self, parent: Order, child: Order) -> tuple[Order, Order]:
+        """Submit ``parent`` and ``child``, the child working once the parent fills."""
+        ...
+
+    def set_exits(self, asset_id: str, rules: Any) -> None:
+        """Install position exits (stop loss, take profit, trailing) for an asset."""
+        ...
+
+    def round_quantity(self, asset_id: str, quantity: float) -> float:
+        """Round a positive quantity down to what the asset trades in (lots, whole units)."""
+        ...
+
+
+@runtime_checkable
+class Broker(OrderPort, Protocol):
+    """What the engine drives: the order port plus the run's phases and records.
+
+    Call order per timestamp: ``start_session`` before the first bar of a session,
+    ``process_open`` (orders from earlier bars against this bar), strategy callbacks
+    (which use the :class:`OrderPort` members), ``process_close`` (orders that fill at
+    this bar's close); ``end_session`` after the last bar of each session.
+    ``has_pending`` lets the engine skip the phases when no order is working, which keeps
+    the loop cheap. After the run the engine reads :meth:`order_records`,
+    :meth:`settings` and :meth:`run_metrics` for the result. A new broker can check
+    itself against this contract with :mod:`ml4t.backtest.testing`'s broker contract
+    suite.
     """
 
     portfolio: Portfolio
@@ -113,16 +191,8 @@ class Broker(Protocol):
         """Create the portfolio for these assets and remember the listener and clock."""
         ...
 
-    def submit_order(self, order: Order) -> Order:
-        """Accept (or reject) an order placed at the current timestamp."""
-        ...
-
-    def cancel_order(self, order_id: int) -> bool:
-        """Cancel a working order; return False if it is not working."""
-        ...
-
-    def open_orders(self, asset_id: str | None = None) -> list[Order]:
-        """Return the working orders, optionally of one asset."""
+    def check_columns(self, columns: Sequence[str]) -> None:
+        """Raise ``ConfigError`` when the broker needs a column the feeds do not have."""
         ...
 
     def process_open(self, chunk: Chunk, i: int) -> None:
@@ -133,6 +203,22 @@ class Broker(Protocol):
         """Fill orders that execute at this timestamp's close."""
         ...
 
+    def start_session(self, ts_ns: int, day: int) -> None:
+        """Book account events of a new session (borrow fees, splits, dividends)."""
+        ...
+
     def end_session(self, last_ts_ns: int) -> None:
         """Expire orders whose time in force ends with the session ending at ``last_ts_ns``."""
+        ...
+
+    def order_records(self) -> Sequence[OrderRecord]:
+        """Return every order event so far (submitted, filled, rejected, ...), in order."""
+        ...
+
+    def settings(self) -> dict[str, Any]:
+        """Return the broker's settings, recorded in the result's metadata."""
+        ...
+
+    def run_metrics(self) -> dict[str, Any]:
+        """Return metrics the broker adds to the result (may be empty)."""
         ...

@@ -10,62 +10,70 @@ notebook, ``__main__`` or ``exec``'d code count too.
 from __future__ import annotations
 
 import os
-import sys
 import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import CodeType
 from typing import TYPE_CHECKING
 
+from ..errors import PluginError
+
 if TYPE_CHECKING:
-    from ..plugins import PluginInfo, PluginRegistry
     from .strategy import Strategy
 
-__all__ = ["find_culprit"]
+__all__ = ["ModelFiles", "PluginBlame", "find_culprit"]
 
 _PKG_DIR = os.path.realpath(Path(__file__).resolve().parent.parent) + os.sep
 
+#: source file of a (non-builtin) plugin's models -> (plugin name, [(kind, name, qualname)])
+ModelFiles = Mapping[str, tuple[str, list[tuple[str, str, str]]]]
+
+
+@dataclass(frozen=True)
+class PluginBlame:
+    """How a run names the plugin behind a failing model (given by the assembler).
+
+    Attributes
+    ----------
+    model_files : callable
+        Returns :data:`ModelFiles` (called only when an error is being wrapped).
+    error : callable
+        ``error(plugin_name, problem)`` returns the :class:`PluginError` to raise.
+    describe : callable
+        ``describe(plugin_name)`` returns ``"'name' (distribution version)"``.
+    """
+
+    model_files: Callable[[], ModelFiles]
+    error: Callable[[str, str], PluginError]
+    describe: Callable[[str], str]
+
 
 def find_culprit(
-    strategy: Strategy, registry: PluginRegistry, exc: BaseException
-) -> str | tuple[PluginInfo, str] | None:
+    strategy: Strategy, files: ModelFiles, exc: BaseException
+) -> str | tuple[str, str] | None:
     """Return whose code raised ``exc``: ``"strategy"``, ``(plugin, model)`` or ``None``.
 
     The innermost frame of the traceback that runs the strategy's own code or the module
-    of a non-builtin plugin's model decides: a strategy calling a library (or one of our
-    helpers with a bad argument) is the strategy's error; a plugin's cost model raising
-    inside the broker is the plugin's.
+    of a non-builtin plugin's model (``files``) decides: a strategy calling a library (or
+    one of our helpers with a bad argument) is the strategy's error; a plugin's cost model
+    raising inside the broker is the plugin's.
     """
     codes = _strategy_codes(type(strategy))
-    plugins = _plugin_files(registry)
-    found: str | tuple[PluginInfo, str] | None = None
+    found: str | tuple[str, str] | None = None
     for frame, _ in traceback.walk_tb(exc.__traceback__):
         code = frame.f_code
         if code in codes:
             found = "strategy"
             continue
-        hit = plugins.get(os.path.realpath(code.co_filename))
+        hit = files.get(os.path.realpath(code.co_filename))
         if hit is not None:
-            info, providers = hit
+            plugin, providers = hit
             qualname = code.co_qualname
             owner = qualname.split(".", 1)[0]
             named = [f"{kind} model {name!r}" for kind, name, q in providers if q == owner]
-            found = (info, f"{named[0]} ({qualname})" if named else qualname)
+            found = (plugin, f"{named[0]} ({qualname})" if named else qualname)
     return found
-
-
-def _plugin_files(
-    registry: PluginRegistry,
-) -> dict[str, tuple[PluginInfo, list[tuple[str, str, str]]]]:
-    """Map each non-builtin plugin model's source file to its plugin and models."""
-    out: dict[str, tuple[PluginInfo, list[tuple[str, str, str]]]] = {}
-    for kind, table in registry.providers.items():
-        for name, prov in table.items():
-            module = sys.modules.get(getattr(prov.factory, "__module__", "") or "")
-            path = getattr(module, "__file__", None)
-            if path and not prov.plugin.builtin:
-                entry = out.setdefault(os.path.realpath(path), (prov.plugin, []))
-                entry[1].append((kind, name, getattr(prov.factory, "__qualname__", "")))
-    return out
 
 
 def _strategy_codes(cls: type) -> set[CodeType]:

@@ -9,9 +9,38 @@ from __future__ import annotations
 
 import math
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
-__all__ = ["Order", "OrderSide", "OrderStatus", "OrderType", "TimeInForce", "trail_level"]
+__all__ = [
+    "Order",
+    "OrderRecord",
+    "OrderSide",
+    "OrderStatus",
+    "OrderType",
+    "TimeInForce",
+    "trail_level",
+]
+
+
+class OrderRecord(NamedTuple):
+    """One row of the orders log (``result.orders_df``): an order event or a broker note.
+
+    A broker event that concerns no order (a margin call, say) has ``order_id == -1``,
+    ``event == "account"`` and the text in ``reason``.
+    """
+
+    timestamp_ns: int
+    order_id: int
+    asset_id: str | None
+    side: str | None
+    quantity: float | None
+    order_type: str | None
+    limit_price: float | None
+    stop_price: float | None
+    time_in_force: str | None
+    event: str
+    reason: str | None
+    tag: str | None
 
 
 class OrderSide(StrEnum):

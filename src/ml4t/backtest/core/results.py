@@ -6,7 +6,8 @@ import json
 import math
 import platform
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,16 +15,41 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
-from ..plugins import list_plugins
 from .exit_trades import EXIT_TRADE_SCHEMA, exit_trade_columns
 from .metrics import compute_metrics
 from .run_warnings import emit_run_warnings, order_warnings, unfilled_counts
 
 if TYPE_CHECKING:
-    from .engine import BacktestEngine
+    from .clock import Clock
+    from .orders import OrderRecord
+    from .portfolio import Portfolio
     from .trades import ClosedTrades
 
-__all__ = ["BacktestResult", "build_result"]
+__all__ = ["BacktestResult", "RunRecord", "build_result"]
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What a run hands to :func:`build_result` besides its books.
+
+    ``orders`` are the broker's order records, ``provenance`` the plugins to record in
+    the metadata, ``price_of`` the latest close of an asset code (for open positions).
+    """
+
+    name: str
+    strategy: str
+    clock: Clock
+    portfolio: Portfolio
+    context_names: tuple[str, ...]
+    price_of: Callable[[int], float]
+    orders: Sequence[OrderRecord]
+    broker_settings: dict[str, Any]
+    broker_metrics: dict[str, Any]
+    feeds: list[str]
+    calendar: str | None
+    outside_session_bars: int
+    run_info: dict[str, Any]
+    provenance: list[dict[str, Any]]
 
 
 class BacktestResult:
@@ -188,23 +214,23 @@ def _dt(values: Any, timezone: str | None) -> pl.Series:
 
 
 def build_result(
-    engine: BacktestEngine,
+    run: RunRecord,
     ts_parts: list[np.ndarray],
     books: dict[str, np.ndarray],
     elapsed: float,
     complete: bool,
-    unlogged_orders: Sequence[tuple[str, str, int]] = (),
+    stacklevel: int = 2,
 ) -> BacktestResult:
     """Assemble the result frames from the fill ledger and the marked books.
 
-    ``unlogged_orders`` are ``(event, reason, count)`` of orders that ended without an
-    ``orders_df`` row (event ``"rejected"`` or ``"cancelled"``; the compiled path, which
-    does not log orders, counts them by reason); when not given, the engine's
-    ``run_info["unfilled_orders"]`` is used. They are counted in the metrics and the
-    warnings. A complete run with warnings emits one :class:`RejectedOrdersWarning`.
+    ``run.run_info["unfilled_orders"]`` are ``(event, reason, count)`` of orders that
+    ended without an ``orders_df`` row (event ``"rejected"`` or ``"cancelled"``; the
+    compiled path, which does not log orders, counts them by reason). They are counted in
+    the metrics and the warnings. A complete run with warnings emits one
+    :class:`RejectedOrdersWarning` at ``stacklevel`` (counted from the caller).
     """
-    clock, broker = engine.clock, engine.broker
-    pf = broker.portfolio
+    clock = run.clock
+    pf = run.portfolio
     tz = clock.timezone
     cash, net, gross, npos = books["cash"], books["net"], books["gross"], books["npos"]
     accrued = books["accrued"]
@@ -256,7 +282,7 @@ def build_result(
         }
     ).with_columns((pl.col("quantity") * pl.col("price")).alias("value"))
     account_df = _account_frame([ledger[r] for r in np.flatnonzero(~is_fill).tolist()], tz)
-    log = broker.order_log
+    log = run.orders
     orders_df = pl.DataFrame(
         {
             "timestamp": _dt([o[0] for o in log], tz),
@@ -274,7 +300,7 @@ def build_result(
         }
     )
     trades_df = _trades_frame(
-        pf.trades.closed, clock.signal_names, engine.context.names, tz, pf.trades.bulk
+        pf.trades.closed, clock.signal_names, list(run.context_names), tz, pf.trades.bulk
     )
     closed = trades_df.filter(~pl.col("is_open"))
     still_open = trades_df.filter(pl.col("is_open"))["asset_id"].to_list()
@@ -286,7 +312,7 @@ def build_result(
             pf.asset_ids,
             pf.mult,
             pf.is_future,
-            {c: float(engine.price_of(c)) for c in codes},
+            {c: float(run.price_of(c)) for c in codes},
             (int(ts[-1]) if n else 0, n - 1),
         ),
         tz,
@@ -309,30 +335,25 @@ def build_result(
     metrics["total_impact"] = pf.total_impact
     for key, value in getattr(pf, "income", {}).items():
         metrics[key] = value
-    extra = getattr(broker, "run_metrics", None)
-    if extra is not None:
-        metrics.update(extra())
+    metrics.update(run.broker_metrics)
     metrics["num_fills"] = fills_df.height
-    run_info = getattr(engine, "run_info", {})
-    given = unlogged_orders or run_info.get("unfilled_orders", ())
+    run_info = run.run_info
+    given = run_info.get("unfilled_orders", ())
     unlogged = [(str(e), str(r), int(c)) for e, r, c in given]
     rejected, cancelled = unfilled_counts(orders_df, unlogged)
     metrics["num_rejected_orders"] = rejected
     metrics["num_broker_cancelled_orders"] = cancelled
     run_warnings = order_warnings(orders_df, unlogged)
     metadata = {
-        "name": engine.name,
-        "strategy": type(engine.strategy).__qualname__,
-        "broker": broker.settings() if hasattr(broker, "settings") else repr(broker),
-        "feeds": [repr(f) for f in engine.feeds],
+        "name": run.name,
+        "strategy": run.strategy,
+        "broker": run.broker_settings,
+        "feeds": run.feeds,
         "assets": len(clock.asset_ids),
         "timezone": tz,
-        "calendar": None if engine.calendar is None else engine.calendar.name,
-        "outside_session_bars": engine.outside_session_bars,
-        "plugins": [
-            {k: p[k] for k in ("name", "distribution", "version", "provides")}
-            for p in list_plugins(engine.plugin_manager)
-        ],
+        "calendar": run.calendar,
+        "outside_session_bars": run.outside_session_bars,
+        "plugins": run.provenance,
         "complete": complete,
         "warnings": run_warnings,
         **run_info,
@@ -340,9 +361,7 @@ def build_result(
         "versions": _versions(),
     }
     if complete:
-        # user code -> engine.run (-> strategy._run_compiled -> run_compiled) -> here
-        compiled = run_info.get("mode") == "compiled"
-        emit_run_warnings(run_warnings, stacklevel=5 if compiled else 3)
+        emit_run_warnings(run_warnings, stacklevel=stacklevel + 1)
     return BacktestResult(
         trades_df,
         fills_df,

@@ -18,11 +18,12 @@ import numpy as np
 from .orders import Order, OrderSide, OrderType, TimeInForce
 
 if TYPE_CHECKING:
+    from .broker import OrderPort
     from .calendar import Session
     from .context import Context
-    from .engine import BacktestEngine
     from .events import FillEvent, MarketEvent
     from .portfolio import Portfolio
+    from .runtime import Runner, RunView
 
 __all__ = ["Strategy"]
 
@@ -49,8 +50,8 @@ class Strategy:
     instead, as Backtrader and Zipline do (the presets keep ``"at_fill"``).
     """
 
-    _engine: BacktestEngine
-    _broker: Any
+    _run: RunView
+    _broker: OrderPort
     _pf: Portfolio
     _pos: dict[str, float]
     _at_fill: bool
@@ -86,17 +87,27 @@ class Strategy:
         """Run once after the last bar with the :class:`BacktestResult`."""
 
     # --- state ---------------------------------------------------------------------------
-    def _bind(self, engine: BacktestEngine) -> None:
-        self._engine = engine
-        self._broker = engine.broker
-        self._pf = engine.broker.portfolio
+    def compiled_runner(self, run: RunView) -> Runner | None:
+        """Return a runner that runs this strategy whole in a kernel, or ``None``.
+
+        A capability a strategy declares: the base class returns ``None`` and the per-bar
+        loop runs it. :class:`~ml4t.backtest.SignalStrategy` returns its compiled runner
+        when its rules, the broker's settings and the run allow it. Called once per run,
+        before :meth:`on_start`.
+        """
+        return None
+
+    def _bind(self, run: RunView) -> None:
+        self._run = run
+        self._broker = run.broker
+        self._pf = run.broker.portfolio
         self._pos = self._pf.position_by_id
-        self._at_fill = getattr(engine.broker, "order_sizing", "at_fill") == "at_fill"
+        self._at_fill = run.broker.order_sizing == "at_fill"
 
     @property
     def current_time(self) -> datetime:
         """Timestamp of the bar being handled."""
-        clock = self._engine.clock
+        clock = self._run.clock
         return clock.to_datetime(clock.now_ns)
 
     @property
@@ -105,7 +116,7 @@ class Strategy:
 
         Only with a calendar (``BacktestEngine(calendar="NYSE")``).
         """
-        return self._engine.session
+        return self._run.session
 
     def get_position(self, asset_id: str) -> float:
         """Return the signed quantity held (0.0 when flat)."""
@@ -156,7 +167,7 @@ class Strategy:
         """
         if n <= 0:
             raise ValueError(f"history needs n > 0, got {n}")
-        hist = self._engine.history
+        hist = self._run.history
         if isinstance(asset_id, str):
             values: np.ndarray = hist.get(self._code(asset_id), field, int(n))
             return values
@@ -171,11 +182,11 @@ class Strategy:
         return submitted
 
     def _snapshot(self, order: Order) -> None:
-        engine = self._engine
+        run = self._run
         code = self._pf.code_of.get(order.asset_id)
         if code is not None:
-            order._signals_snapshot = engine.signals_now(code)
-        order._context_snapshot = engine.context_now()
+            order._signals_snapshot = run.signals_now(code)
+        order._context_snapshot = run.context_now()
 
     def buy(
         self,
@@ -451,7 +462,7 @@ class Strategy:
         orders: list[tuple[float, str]] = []
         pf = self._pf
         code_of, qty_of, price_of, mult = pf.code_of, pf.qty, pf.price_of, pf.mult
-        exact = self._broker.fractional and not getattr(self._broker, "_any_lot", True)
+        exact = self._broker.exact_quantities
         for asset_id, weight in weights.items():
             if not math.isfinite(weight):
                 raise ValueError(f"weight for {asset_id!r} must be finite, got {weight!r}")
@@ -558,9 +569,8 @@ class Strategy:
         return self._price(asset_id) * self._pf.mult[self._code(asset_id)]
 
     def _round(self, qty: float, asset_id: str | None = None) -> float:
-        rounder = getattr(self._broker, "round_quantity", None)
-        if rounder is not None and asset_id is not None:
-            return float(rounder(asset_id, qty))
+        if asset_id is not None:
+            return float(self._broker.round_quantity(asset_id, qty))
         return qty if self._broker.fractional else float(math.floor(qty + 1e-9))
 
     def _round_signed(self, qty: float, asset_id: str | None = None) -> float:

@@ -14,14 +14,13 @@ engine then runs the event path and says so.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..builtin.fills import cash_text, intent_change_reason, resized_text
-from ..core.marking import Marker
-from ..core.results import build_result
+from ..builtin.sim_broker import SimulationBroker
+from ..core.loop import Run
 from ..core.trades import OpenTrade, closed_columns
 from ..kernels import _layout as L
 from ..kernels import signal as K
@@ -29,11 +28,10 @@ from .rules import ConfidenceSizer, FixedSizer, PercentSizer, TopKSizer
 
 if TYPE_CHECKING:
     from ..core.data import Block
-    from ..core.engine import BacktestEngine
-    from ..core.results import BacktestResult
+    from ..core.runtime import Progress
     from .strategy import SignalStrategy
 
-__all__ = ["kernel_problem", "run_compiled"]
+__all__ = ["SignalKernelRunner", "kernel_problem"]
 
 _TAGS = (None, "stop_loss", "take_profit", "trailing_stop", "time_exit")
 _TIMINGS = {"next_bar_open": 0, "same_bar_close": 1, "next_bar_close": 2}
@@ -61,20 +59,19 @@ _CALLBACKS = (
 )
 
 
-def kernel_problem(engine: BacktestEngine, strategy: SignalStrategy) -> str | None:
-    """Return why ``engine`` cannot run ``strategy`` in the kernel, or None if it can."""
-    from ..builtin.sim_broker import SimulationBroker
+def kernel_problem(run: Run, strategy: SignalStrategy) -> str | None:
+    """Return why ``run`` cannot run ``strategy`` in the kernel, or None if it can."""
     from .strategy import SignalStrategy
 
     for name in _CALLBACKS:
         if getattr(type(strategy), name) is not getattr(SignalStrategy, name):
             return f"the strategy overrides {name}()"
-    broker = engine.broker
+    broker = run.broker
     if not isinstance(broker, SimulationBroker):
         return f"the broker {type(broker).__name__} is not a SimulationBroker"
-    if engine.calendar is not None:
+    if run.calendar is not None:
         return "a trading calendar is set (the kernel has no session events)"
-    if engine.plugin_manager.has_impls("ml4t_session_end"):
+    if run.setup.observers.session_end is not None:
         return "a plugin implements ml4t_session_end"
     problem = broker.kernel_problem()
     if problem is not None:
@@ -184,10 +181,11 @@ class _State:
         )
 
 
-def _settings(engine: BacktestEngine, strategy: SignalStrategy) -> tuple[Any, ...]:
-    broker = engine.broker
+def _settings(run: Run, strategy: SignalStrategy) -> tuple[Any, ...]:
+    broker = run.broker
+    assert isinstance(broker, SimulationBroker)  # kernel_problem checked it
     ip, fp = broker.kernel_settings()
-    ip[L.IP_ASSETS] = len(engine.clock.asset_ids)
+    ip[L.IP_ASSETS] = len(run.clock.asset_ids)
     ip[L.IP_TIMING] = _TIMINGS[broker.fill_timing]
     ip[L.IP_MODE] = _MODES.index(broker.intrabar)
     ip[L.IP_TRAIL_CLOSE] = int(broker.trail_reference == "close")
@@ -267,12 +265,12 @@ def _warm_up(ip: np.ndarray, fp: np.ndarray, rules_i: np.ndarray, rules_f: np.nd
 class _Books:
     """Turns the kernel's fill and trade arrays into the portfolio's ledger and trades."""
 
-    def __init__(self, engine: BacktestEngine, state: _State) -> None:
-        self.engine = engine
+    def __init__(self, run: Run, state: _State) -> None:
+        self.run = run
         self.state = state
-        self.pf = engine.broker.portfolio
-        self.names = engine.clock.signal_names
-        self.has_context = len(engine.context) > 0
+        self.pf = run.broker.portfolio
+        self.names = run.clock.signal_names
+        self.has_context = len(run.context) > 0
         #: signal values (columns in ``names`` order) at the decision of every filled
         #: strategy order, rows sorted by order id (``snap_oid``); contexts by order id
         self.snap_oid = np.empty(0, dtype=np.int64)
@@ -294,8 +292,8 @@ class _Books:
             st.st_i[L.S_TRADES] = 0
 
     def _fills(self, block: Block, k0: int, fi: np.ndarray, ff: np.ndarray) -> None:
-        engine, pf = self.engine, self.pf
-        ids = engine.clock.asset_ids
+        run, pf = self.run, self.pf
+        ids = run.clock.asset_ids
         ts = block.ts[fi[:, 0] - k0]
         cols = {k: np.asarray(block.cols[k][:], dtype=np.float64) for k in self.names}
         tags = fi[:, 4]
@@ -312,12 +310,12 @@ class _Books:
         if self.has_context:
             for f in direct.tolist():
                 decided = int(block.ts[fi[f, 7] - k0])
-                self.snap_ctx[oids[f]] = dict(engine.context.as_of(decided))
+                self.snap_ctx[oids[f]] = dict(run.context.as_of(decided))
         for f in late.tolist():
             oid = oids[f]
             got = self.carried.pop(oid, None)
             if got is None:
-                got = _late_snapshot(engine, int(fi[f, 2]), int(fi[f, 7]), k0, block)
+                got = _late_snapshot(run, int(fi[f, 2]), int(fi[f, 7]), k0, block)
             new_oid.append(np.array([oid], dtype=np.int64))
             row = [got[0].get(k, float("nan")) for k in self.names]
             new_val.append(np.array([row], dtype=np.float64).reshape(1, len(self.names)))
@@ -371,7 +369,7 @@ class _Books:
                 realized[code] += value
 
     def _trades(self, ci: np.ndarray, cf: np.ndarray) -> None:
-        ids = self.engine.clock.asset_ids
+        ids = self.run.clock.asset_ids
         tags = ci[:, L.CI_EXIT_TAG].tolist()
         reasons = [_TAGS[t] or "signal" for t in tags]
         cols = closed_columns(ci, cf, ids, reasons)
@@ -382,7 +380,7 @@ class _Books:
             values = self.snapshot_values(wanted)
             for j, name in enumerate(self.names):
                 cols[f"{prefix}signal_{name}"] = values[:, j]
-            for name in self.engine.context.names:
+            for name in self.run.context.names:
                 cols[f"{prefix}context_{name}"] = [
                     self.snap_ctx.get(o, {}).get(name, nan) for o in wanted.tolist()
                 ]
@@ -402,7 +400,7 @@ class _Books:
     def carry(self, block: Block, k0: int) -> None:
         """Snapshot orders still working at the end of a block (their rows expire)."""
         st = self.state
-        engine = self.engine
+        run = self.run
         for j in range(int(st.st_i[L.S_PENDING])):
             oid = int(st.p_id[j])
             row = int(st.p_row[j])
@@ -413,14 +411,14 @@ class _Books:
                 context: dict[str, float] = {}
                 if self.has_context:
                     decided = int(block.ts[int(st.p_k[j]) - k0])
-                    context = dict(engine.context.as_of(decided))
+                    context = dict(run.context.as_of(decided))
                 self.carried[oid] = (signals, context)
             else:
                 self.carried[oid] = _late_snapshot(
-                    engine, int(st.p_code[j]), int(st.p_k[j]), k0, block
+                    run, int(st.p_code[j]), int(st.p_k[j]), k0, block
                 )
             st.p_row[j] = -1
-        self.engine.clock.override_ns = -1
+        self.run.clock.override_ns = -1
 
     def finish(self, last_ts: int) -> None:
         """Copy the final state into the portfolio; open trades go to the trade tracker."""
@@ -479,111 +477,110 @@ class _Order:
         self._context_snapshot = context
 
 
-def run_compiled(
-    engine: BacktestEngine, strategy: SignalStrategy, progress: Callable[[float], None] | None
-) -> BacktestResult:
-    """Run the backtest in the kernel and build the result exactly as the engine does."""
-    t_start = time.perf_counter()
-    clock, broker = engine.clock, engine.broker
-    engine._prepare_run(progress)
-    pf = broker.portfolio
-    strategy._bind(engine)
-    strategy.check_columns()
-    pm = engine.plugin_manager
-    if pm.has_impls("ml4t_run_start"):
-        pm.call_hook("ml4t_run_start", engine=engine)
-    ip, fp, rules_i, rules_f, columns = _settings(engine, strategy)
-    compile_seconds = _warm_up(ip, fp, rules_i, rules_f)
-    state = _State(len(clock.asset_ids), pf.initial_cash)
-    books = _Books(engine, state)
-    marker = Marker(pf.initial_cash, pf.mult, pf.is_future)
-    ts_parts: list[np.ndarray] = []
-    k0 = 0
-    kernel_seconds = 0.0
-    span = engine._span
-    last_ts = -1
-    for block in clock.blocks():
-        engine.history.add_block(block)
-        T = block.ts.shape[0]
-        offsets = np.ascontiguousarray(block.offsets, dtype=np.int64)
-        code = np.ascontiguousarray(block.code, dtype=np.int64)
-        px = [
-            np.ascontiguousarray(block.cols[c], dtype=np.float64)
-            for c in ("open", "high", "low", "close", "volume")
-        ]
-        if columns:
-            sig = np.vstack([np.asarray(block.cols[c][:], dtype=np.float64) for c in columns])
-        else:
-            sig = np.zeros((1, code.shape[0]))
-        ts = np.ascontiguousarray(block.ts, dtype=np.int64)
-        books_t = (np.empty(T), np.empty(T), np.empty(T), np.empty(T, dtype=np.int64))
-        t = 0
-        while True:
-            t1 = time.perf_counter()
-            t = K.signal_run_nb(  # type: ignore[call-arg]
-                k0,
-                t,
-                offsets,
-                code,
-                *px,
-                sig,
-                ts,
-                ip,
-                fp,
-                rules_i,
-                rules_f,
-                *state.args(),
-                *books_t,
-            )
-            kernel_seconds += time.perf_counter() - t1
-            books.drain(block, k0)
-            if t >= T:
-                break
-            need = state.st_i[L.S_PENDING] + int(offsets[t + 1] - offsets[t]) + len(clock.asset_ids)
-            if need > state.p_code.shape[0]:
-                state._pending(2 * state.p_code.shape[0])
-        books.carry(block, k0)
-        ts_parts.append(block.ts)
-        marker.append_books(*books_t)
-        k0 += T
-        last_ts = int(block.ts[-1])
-        if progress is not None:
-            lo, hi = span
-            progress(min(max((last_ts - lo) / max(hi - lo, 1), 0.0), 1.0))
-    books.finish(last_ts)
-    if k0:
-        clock.override_ns = last_ts
-        pf.trades.close_all_open(last_ts, k0 - 1, engine.price_of)
-    if progress is not None:
-        progress(1.0)
-    engine.run_info = {
-        "mode": "compiled",
-        "compile_seconds": compile_seconds,
-        "kernel_seconds": kernel_seconds,
-        "orders_log": "not recorded in compiled mode (fills, trades and books are)",
-        "unfilled_orders": [
-            (event, why, int(state.st_i[slot]))
-            for slot, event, why in _UNFILLED
-            if state.st_i[slot]
-        ],
-    }
-    result = build_result(
-        engine, ts_parts, marker.arrays(), time.perf_counter() - t_start, complete=True
-    )
-    if pm.has_impls("ml4t_run_end"):
-        pm.call_hook("ml4t_run_end", engine=engine, result=result)
-    strategy.on_end(result)
-    return result
+class SignalKernelRunner:
+    """Runs a :class:`SignalStrategy` whole in the signal kernel (mode ``"compiled"``)."""
+
+    mode = "compiled"
+
+    def __init__(self, strategy: SignalStrategy) -> None:
+        self.strategy = strategy
+
+    def salvage(self, run: Run) -> bool:
+        """The kernel keeps no books an error could leave half-marked: no partial result."""
+        return False
+
+    def run(self, run: Run, progress: Progress | None) -> None:
+        """Run every block in the kernel and book its fills, trades and marked books."""
+        clock, broker = run.clock, run.broker
+        pf = broker.portfolio
+        ip, fp, rules_i, rules_f, columns = _settings(run, self.strategy)
+        compile_seconds = _warm_up(ip, fp, rules_i, rules_f)
+        state = _State(len(clock.asset_ids), pf.initial_cash)
+        books = _Books(run, state)
+        marker = run.marker
+        assert marker is not None
+        k0 = 0
+        kernel_seconds = 0.0
+        span = run.span
+        last_ts = -1
+        for block in clock.blocks():
+            run.history.add_block(block)
+            T = block.ts.shape[0]
+            offsets = np.ascontiguousarray(block.offsets, dtype=np.int64)
+            code = np.ascontiguousarray(block.code, dtype=np.int64)
+            px = [
+                np.ascontiguousarray(block.cols[c], dtype=np.float64)
+                for c in ("open", "high", "low", "close", "volume")
+            ]
+            if columns:
+                sig = np.vstack([np.asarray(block.cols[c][:], dtype=np.float64) for c in columns])
+            else:
+                sig = np.zeros((1, code.shape[0]))
+            ts = np.ascontiguousarray(block.ts, dtype=np.int64)
+            books_t = (np.empty(T), np.empty(T), np.empty(T), np.empty(T, dtype=np.int64))
+            t = 0
+            while True:
+                t1 = time.perf_counter()
+                t = K.signal_run_nb(  # type: ignore[call-arg]
+                    k0,
+                    t,
+                    offsets,
+                    code,
+                    *px,
+                    sig,
+                    ts,
+                    ip,
+                    fp,
+                    rules_i,
+                    rules_f,
+                    *state.args(),
+                    *books_t,
+                )
+                kernel_seconds += time.perf_counter() - t1
+                books.drain(block, k0)
+                if t >= T:
+                    break
+                need = (
+                    state.st_i[L.S_PENDING]
+                    + int(offsets[t + 1] - offsets[t])
+                    + len(clock.asset_ids)
+                )
+                if need > state.p_code.shape[0]:
+                    state._pending(2 * state.p_code.shape[0])
+            books.carry(block, k0)
+            run.ts_parts.append(block.ts)
+            marker.append_books(*books_t)
+            k0 += T
+            last_ts = int(block.ts[-1])
+            if progress is not None:
+                lo, hi = span
+                progress(min(max((last_ts - lo) / max(hi - lo, 1), 0.0), 1.0))
+        books.finish(last_ts)
+        if k0:
+            clock.override_ns = last_ts
+            run.close_open_trades(last_ts, k0 - 1)
+        run.run_info.update(
+            {
+                "compile_seconds": compile_seconds,
+                "kernel_seconds": kernel_seconds,
+                "orders_log": "not recorded in compiled mode (fills, trades and books are)",
+                "unfilled_orders": [
+                    (event, why, int(state.st_i[slot]))
+                    for slot, event, why in _UNFILLED
+                    if state.st_i[slot]
+                ],
+            }
+        )
 
 
 def _late_snapshot(
-    engine: BacktestEngine, code: int, dec_k: int, k0: int, block: Block
+    run: Run, code: int, dec_k: int, k0: int, block: Block
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Snapshot of an order placed where its asset had no row, or in an earlier block."""
-    clock = engine.clock
+    clock = run.clock
     if 0 <= dec_k - k0 < block.ts.shape[0]:
         clock.override_ns = int(block.ts[dec_k - k0])
-    signals = engine.signals_now(code)
-    context = engine.context_now()
+    signals = run.signals_now(code)
+    context = run.context_now()
     clock.override_ns = -1
     return signals, context

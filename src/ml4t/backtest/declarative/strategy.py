@@ -17,6 +17,7 @@ cross-section every timestamp.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -26,7 +27,7 @@ import polars as pl
 
 from ..builtin.risk import ExitRules
 from ..core.batch import BatchStrategy
-from ..errors import ConfigError
+from ..errors import ConfigError, KernelFallbackWarning
 from .rules import (
     EXIT_KINDS,
     POSITION_KINDS,
@@ -41,8 +42,7 @@ from .rules import (
 
 if TYPE_CHECKING:
     from ..core.context import Context
-    from ..core.engine import BacktestEngine
-    from ..core.results import BacktestResult
+    from ..core.runtime import Runner, RunView
 
 __all__ = ["SignalStrategy"]
 
@@ -145,15 +145,15 @@ class SignalStrategy(BatchStrategy):
 
     # --- the event path ------------------------------------------------------------------
     def on_start(self) -> None:
-        """Check the signal columns and install the position exits on every asset."""
+        """Check the signal columns and (on the event path) install the position exits."""
         self.check_columns()
-        if self.exits is not None:
+        if self.exits is not None and self._run.mode != "compiled":
             for asset in self._pf.asset_ids:
                 self.set_exits(asset, self.exits)
 
     def check_columns(self) -> None:
         """Raise ConfigError if a rule or sizer names a column the feeds do not provide."""
-        clock = self._engine.clock
+        clock = self._run.clock
         available = {*clock.signal_names, *clock.indicator_names}
         missing = [c for c in self.columns if c not in available]
         if missing:
@@ -212,26 +212,24 @@ class SignalStrategy(BatchStrategy):
         self.rebalance_to_weights({ids[j]: weight for j in ranked.tolist()})
 
     # --- the compiled path ---------------------------------------------------------------
-    def _run_compiled(self, engine: BacktestEngine, progress: Any) -> BacktestResult | None:
-        """Run the whole backtest in the kernel, or return None after saying why not."""
-        from .compiled import kernel_problem, run_compiled
+    def compiled_runner(self, run: RunView) -> Runner | None:
+        """Return the kernel runner, or None (saying why) when the run needs the event path."""
+        from ..core.loop import Run
+        from .compiled import SignalKernelRunner, kernel_problem
 
         if self.compiled is False:
-            engine.run_info = {"mode": "event", "fallback_reason": "compiled=False"}
+            run.note_fallback("compiled=False")
             return None
-        problem = kernel_problem(engine, self)
+        assert isinstance(run, Run)
+        problem = kernel_problem(run, self)
         if problem is None:
-            return run_compiled(engine, self, progress)
+            return SignalKernelRunner(self)
         if self.compiled:
             raise ConfigError(f"SignalStrategy(compiled=True) cannot run in the kernel: {problem}")
-        import warnings
-
-        from ..errors import KernelFallbackWarning
-
         warnings.warn(
             f"SignalStrategy runs on the event path (slower, same results): {problem}",
             KernelFallbackWarning,
             stacklevel=4,
         )
-        engine.run_info = {"mode": "event", "fallback_reason": problem}
+        run.note_fallback(problem)
         return None

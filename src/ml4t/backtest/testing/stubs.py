@@ -11,11 +11,11 @@ from ..builtin.feeds import PolarsDataFeed
 from ..builtin.sim_broker import SimulationBroker
 from ..core.context import Context
 from ..core.data import Feed
-from ..core.engine import BacktestEngine
 from ..core.events import FillEvent, MarketEvent
 from ..core.orders import Order
 from ..core.results import BacktestResult
 from ..core.strategy import Strategy
+from ..engine import BacktestEngine
 
 __all__ = ["ScriptedStrategy", "run_backtest"]
 

@@ -12,7 +12,7 @@ import pandas as pd
 import polars as pl
 import pytest
 
-from ml4t.backtest.core.corporate import (
+from ml4t.backtest.builtin.corporate import (
     ActionSchedule,
     CorporateActions,
     DividendEx,
