@@ -47,6 +47,7 @@ from pydantic import (
 
 from .core.asof import parse_duration_ns
 from .errors import ConfigError, DataValidationError
+from .kernels.matching import IntrabarMode
 from .plugins import PluginManager, get_plugin_manager
 from .registry import PluginRegistry
 
@@ -227,9 +228,7 @@ class ExecutionConfig(_Frozen):
     borrow_rate: Number | None = None
     margin_call: Literal["liquidate", "liquidate_all"] | None = None
     volume_limit: Number | None = None
-    intrabar: Literal["conservative", "high_first", "low_first", "nearest", "close_only"] | None = (
-        None
-    )
+    intrabar: IntrabarMode | None = None
     trail_reference: Literal["high_low", "close"] | None = None
     assets: str | dict[str, dict[str, Any]] | None = None
     corporate_actions: str | None = None

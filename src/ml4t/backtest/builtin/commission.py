@@ -30,6 +30,12 @@ from datetime import datetime
 from typing import Any
 
 from ..errors import ConfigError
+from ..kernels.costs import (
+    fixed_commission,
+    no_commission,
+    per_share_commission,
+    percentage_commission,
+)
 from ..markers import hookimpl
 
 __all__ = [
@@ -76,6 +82,11 @@ def _optional_rate(name: str, value: Any) -> float | None:
     return None if value is None else non_negative_number(name, value)
 
 
+def _cap_param(maximum_rate: float | None) -> float:
+    # The kernel formula's cap parameter: NaN for no cap.
+    return math.nan if maximum_rate is None else maximum_rate
+
+
 def _capped(amount: float, maximum_rate: float | None, notional: float) -> float:
     # The cap wins over the minimum, as in IBKR's schedules.
     return amount if maximum_rate is None else min(amount, maximum_rate * notional)
@@ -105,7 +116,7 @@ class NoCommission:
 
     def calculate(self, quantity: float, price: float) -> float:
         """Return 0."""
-        return 0.0
+        return no_commission(quantity, price)
 
     def kernel_params(self) -> tuple[int, tuple[float, ...]]:
         """Return the kernel formula (see :mod:`ml4t.backtest.kernels.costs`)."""
@@ -132,7 +143,7 @@ class PercentageCommission:
 
     def calculate(self, quantity: float, price: float) -> float:
         """Return ``max(minimum, rate * quantity * price)``."""
-        return max(self.minimum, self.rate * quantity * price)
+        return percentage_commission(self.rate, self.minimum, quantity, price)
 
     def calculate_partial(
         self,
@@ -195,8 +206,10 @@ class PerShareCommission:
 
     def calculate(self, quantity: float, price: float) -> float:
         """Return ``max(minimum, cost_per_share * quantity)``, capped by ``maximum_rate``."""
-        charge = max(self.minimum, self.cost_per_share * quantity)
-        return _capped(charge, self.maximum_rate, quantity * price)
+        cap = self.maximum_rate
+        return per_share_commission(
+            self.cost_per_share, self.minimum, math.nan if cap is None else cap, quantity, price
+        )
 
     def calculate_partial(
         self,
@@ -226,8 +239,7 @@ class PerShareCommission:
 
     def kernel_params(self) -> tuple[int, tuple[float, ...]]:
         """Return the kernel formula (see :mod:`ml4t.backtest.kernels.costs`)."""
-        cap = float("nan") if self.maximum_rate is None else self.maximum_rate
-        return 2, (self.cost_per_share, self.minimum, cap)
+        return 2, (self.cost_per_share, self.minimum, _cap_param(self.maximum_rate))
 
     def __repr__(self) -> str:
         return (
@@ -285,7 +297,7 @@ class FixedCommission:
 
     def calculate(self, quantity: float, price: float) -> float:
         """Return ``amount``."""
-        return self.amount
+        return fixed_commission(self.amount, quantity, price)
 
     def calculate_partial(
         self, quantity: float, price: float, filled_before: float, paid_before: float

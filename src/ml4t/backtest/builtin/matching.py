@@ -27,62 +27,46 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..core.orders import OrderType, trail_level
+from ..kernels.matching import INTRABAR_MODES, BarPath
+from ..kernels.matching import path as _kernel_path
+from ..kernels.matching import touch as _kernel_touch
 
 if TYPE_CHECKING:
     from ..core.orders import Order
 
 __all__ = ["INTRABAR_MODES", "Match", "bar_path", "match_order", "touch"]
 
-INTRABAR_MODES = ("conservative", "high_first", "low_first", "nearest", "close_only")
-
 #: (time on the bar's path, base price, stop-limit triggered on this bar)
 Match = tuple[float, float, bool]
 
 _STOPS = (OrderType.STOP, OrderType.TRAILING_STOP)
+_MODE_CODES: dict[str, int] = {name: code for code, name in enumerate(INTRABAR_MODES)}
 
 
-def bar_path(
-    o: float, h: float, lo: float, c: float, side: int, mode: str
-) -> tuple[float, float, float, float]:
-    """Return the assumed price path ``(open, first extreme, second extreme, close)``."""
-    if mode == "close_only":
-        return (c, c, c, c)
-    if mode == "conservative":
-        high_first = side > 0
-    elif mode == "high_first":
-        high_first = True
-    elif mode == "low_first":
-        high_first = False
-    else:  # nearest
-        up, down = h - o, o - lo
-        high_first = up < down if up != down else side > 0
-    return (o, h, lo, c) if high_first else (o, lo, h, c)
+def bar_path(o: float, h: float, lo: float, c: float, side: int, mode: str) -> BarPath:
+    """Return the assumed price path ``(open, first extreme, second extreme, close)``.
+
+    ``mode`` is one of :data:`INTRABAR_MODES`; the rule is ``kernels.matching.path``.
+    """
+    return _kernel_path(o, h, lo, c, side, _MODE_CODES[mode])
 
 
 def touch(
-    path: tuple[float, float, float, float], k0: int, start: float, level: float, up: bool
+    path: BarPath, k0: int, start: float, level: float, up: bool
 ) -> tuple[float, float] | None:
     """Return ``(time, price)`` where the path from ``(k0, start)`` first reaches ``level``.
 
     ``up`` means reaching ``price >= level``, else ``price <= level``. If ``start``
     already satisfies it, the price is ``start`` (a gap); otherwise it is ``level``, on
     the first segment whose end crosses it. Time is the segment index plus the fraction
-    of the segment travelled, so orders on one bar can be ranked.
+    of the segment travelled, so orders on one bar can be ranked. ``None``: the path never
+    reaches ``level``. The rule is ``kernels.matching.touch``.
     """
-    if (start >= level) if up else (start <= level):
-        return float(k0), start
-    a = start
-    for k in range(k0 + 1, 4):
-        b = path[k]
-        if (b >= level) if up else (b <= level):
-            span = b - a
-            frac = (level - a) / span if span else 0.0
-            return k - 1 + frac, level
-        a = b
-    return None
+    t, price = _kernel_touch(path, k0, start, level, up)
+    return None if t < 0.0 else (t, price)
 
 
-def match_order(order: Order, path: tuple[float, float, float, float]) -> Match | None:
+def match_order(order: Order, path: BarPath) -> Match | None:
     """Return where a limit, stop, stop-limit or trailing order fills on ``path``.
 
     Returns ``None`` when it does not fill on this bar, and ``(inf, nan, True)`` when a
@@ -93,7 +77,7 @@ def match_order(order: Order, path: tuple[float, float, float, float]) -> Match 
     o = path[0]
     if kind is OrderType.LIMIT:
         assert order.limit_price is not None
-        return _as_match(touch(path, 0, o, order.limit_price, up=not buy), False)
+        return _as_match(_kernel_touch(path, 0, o, order.limit_price, not buy), False)
     if kind in _STOPS:
         if order._triggered:  # triggered earlier and partly filled: now a market order
             return 0.0, o, False
@@ -102,23 +86,23 @@ def match_order(order: Order, path: tuple[float, float, float, float]) -> Match 
             level = order.stop_price
         else:
             level = trail_level(order, order._trail_ref)
-        return _as_match(touch(path, 0, o, level, up=buy), False)
+        return _as_match(_kernel_touch(path, 0, o, level, buy), False)
     if kind is OrderType.STOP_LIMIT:
         assert order.limit_price is not None and order.stop_price is not None
         if order._triggered:
-            return _as_match(touch(path, 0, o, order.limit_price, up=not buy), False)
-        hit = touch(path, 0, o, order.stop_price, up=buy)
-        if hit is None:
+            return _as_match(_kernel_touch(path, 0, o, order.limit_price, not buy), False)
+        t, price = _kernel_touch(path, 0, o, order.stop_price, buy)
+        if t < 0.0:
             return None
-        t, price = hit
         seg = int(t)
         # continue along the path from the trigger point as a limit order
-        rest = touch(path, seg, price, order.limit_price, up=not buy)
-        if rest is None:
+        rest_t, rest_price = _kernel_touch(path, seg, price, order.limit_price, not buy)
+        if rest_t < 0.0:
             return float("inf"), float("nan"), True
-        return max(t, rest[0]), rest[1], True
+        return max(t, rest_t), rest_price, True
     return 0.0, o, False  # market-like: the open
 
 
-def _as_match(hit: tuple[float, float] | None, triggered: bool) -> Match | None:
-    return None if hit is None else (hit[0], hit[1], triggered)
+def _as_match(hit: tuple[float, float], triggered: bool) -> Match | None:
+    t, price = hit
+    return None if t < 0.0 else (t, price, triggered)

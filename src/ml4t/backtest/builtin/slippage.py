@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ..errors import ConfigError, DataValidationError, RejectOrder
+from ..kernels.costs import fixed_slippage, fraction_slippage, no_slippage
 from ..markers import hookimpl
 from .commission import non_negative_number, to_number
 
@@ -35,9 +36,6 @@ __all__ = [
     "VolumeShareSlippage",
     "ml4t_register_slippage_models",
 ]
-
-# Lowest price a FixedSlippage sell is moved down to.
-_PRICE_FLOOR = 1e-3
 
 
 class NoSlippage:
@@ -52,7 +50,7 @@ class NoSlippage:
         bar: Mapping[str, Any] | None = None,
     ) -> float:
         """Return ``price`` unchanged."""
-        return price
+        return no_slippage(price, side)
 
     def kernel_params(self) -> tuple[int, tuple[float, ...]]:
         """Return the kernel formula (see :mod:`ml4t.backtest.kernels.costs`)."""
@@ -86,9 +84,7 @@ class FixedSlippage:
 
         A sell whose base price is already below the floor fills at the base price.
         """
-        if side > 0:
-            return price + self.amount
-        return max(price - self.amount, min(price, _PRICE_FLOOR))
+        return fixed_slippage(self.amount, price, side)
 
     def kernel_params(self) -> tuple[int, tuple[float, ...]]:
         """Return the kernel formula (see :mod:`ml4t.backtest.kernels.costs`)."""
@@ -122,7 +118,7 @@ class PercentageSlippage:
         bar: Mapping[str, Any] | None = None,
     ) -> float:
         """Return ``price * (1 + side * rate)``."""
-        return price * (1.0 + side * self.rate)
+        return fraction_slippage(self.rate, price, side)
 
     def kernel_params(self) -> tuple[int, tuple[float, ...]]:
         """Return the kernel formula (see :mod:`ml4t.backtest.kernels.costs`)."""
@@ -157,7 +153,7 @@ class BasisPointsSlippage:
         bar: Mapping[str, Any] | None = None,
     ) -> float:
         """Return ``price * (1 + side * bps / 10000)``."""
-        return price * (1.0 + side * self._rate)
+        return fraction_slippage(self._rate, price, side)
 
     def kernel_params(self) -> tuple[int, tuple[float, ...]]:
         """Return the kernel formula (see :mod:`ml4t.backtest.kernels.costs`)."""

@@ -24,6 +24,7 @@ from ..core.loop import Run
 from ..core.trades import OpenTrade, closed_columns
 from ..kernels import _layout as L
 from ..kernels import signal as K
+from ..kernels.matching import INTRABAR_MODES
 from .rules import ConfidenceSizer, FixedSizer, PercentSizer, TopKSizer
 
 if TYPE_CHECKING:
@@ -35,7 +36,6 @@ __all__ = ["SignalKernelRunner", "kernel_problem"]
 
 _TAGS = (None, "stop_loss", "take_profit", "trailing_stop", "time_exit")
 _TIMINGS = {"next_bar_open": 0, "same_bar_close": 1, "next_bar_close": 2}
-_MODES = ("conservative", "high_first", "low_first", "nearest", "close_only")
 #: kernel counters of strategy orders that ended unfilled: (slot, orders_df event, why)
 _UNFILLED = (
     (L.S_REJ_INVALID, "rejected", "invalid quantity (zero, not finite or not a whole lot)"),
@@ -187,7 +187,7 @@ def _settings(run: Run, strategy: SignalStrategy) -> tuple[Any, ...]:
     ip, fp = broker.kernel_settings()
     ip[L.IP_ASSETS] = len(run.clock.asset_ids)
     ip[L.IP_TIMING] = _TIMINGS[broker.fill_timing]
-    ip[L.IP_MODE] = _MODES.index(broker.intrabar)
+    ip[L.IP_MODE] = INTRABAR_MODES.index(broker.intrabar)
     ip[L.IP_TRAIL_CLOSE] = int(broker.trail_reference == "close")
     ip[L.IP_EXIT_BASE_CLOSE] = int(broker.exit_base == "bar_close")
     columns = list(strategy.columns)
