@@ -31,12 +31,20 @@ from .builtin.slippage import (
 from .config import BacktestConfig, load_config
 from .core.assets import AssetRegistry, AssetSpec
 from .core.batch import BatchStrategy
-from .core.broker import Broker, BrokerListener, CommissionModel, ImpactModel, SlippageModel
+from .core.broker import (
+    Broker,
+    BrokerListener,
+    CommissionModel,
+    ImpactModel,
+    OrderPort,
+    SlippageModel,
+)
 from .core.calendar import Session
 from .core.context import Context
 from .core.data import Feed, RawBlock
 from .core.events import FillEvent, MarketEvent, OrderEvent
-from .core.orders import Order, OrderSide, OrderStatus, OrderType, TimeInForce
+from .core.orders import Order, OrderRecord, OrderSide, OrderStatus, OrderType, TimeInForce
+from .core.portfolio import Portfolio
 from .core.results import BacktestResult
 from .core.strategy import Strategy
 from .declarative import (
@@ -101,6 +109,8 @@ __all__ = [
     "NoSlippage",
     "Order",
     "OrderEvent",
+    "OrderPort",
+    "OrderRecord",
     "OrderSide",
     "OrderStatus",
     "OrderType",
@@ -116,6 +126,7 @@ __all__ = [
     "PluginManager",
     "PluginRegistry",
     "PolarsDataFeed",
+    "Portfolio",
     "RawBlock",
     "RejectOrder",
     "RejectedOrdersWarning",
