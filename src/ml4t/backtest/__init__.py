@@ -46,6 +46,7 @@ from .core.events import FillEvent, MarketEvent, OrderEvent
 from .core.orders import Order, OrderRecord, OrderSide, OrderStatus, OrderType, TimeInForce
 from .core.portfolio import Portfolio
 from .core.results import BacktestResult
+from .core.sources import read_ohlcv_csv
 from .core.strategy import Strategy
 from .declarative import (
     ConfidenceSizer,
@@ -69,7 +70,6 @@ from .errors import (
     StaleLockWarning,
     StrategyError,
 )
-from .io import read_ohlcv_csv
 from .markers import hookimpl
 from .plugins import PluginManager, get_plugin_manager, list_plugins
 from .registry import PluginRegistry

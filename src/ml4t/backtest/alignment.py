@@ -15,8 +15,8 @@ import polars as pl
 
 from .core.asof import parse_duration_ns
 from .core.data import ASSET_ALIASES, TIMESTAMP_ALIASES, check_distinct_names, find_column
+from .core.sources import FeedSource, to_polars_frame
 from .errors import DataValidationError
-from .io import FeedSource, to_polars_frame
 
 __all__ = ["align_asof"]
 

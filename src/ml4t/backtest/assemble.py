@@ -34,9 +34,9 @@ from .config import (
 from .core.assets import AssetRegistry
 from .core.context import Context
 from .core.data import TIMESTAMP_ALIASES
+from .core.sources import to_polars_frame
 from .core.strategy import Strategy
 from .errors import ConfigError
-from .io import to_polars_frame
 
 __all__ = ["BROKER_KEYS", "engine_arguments"]
 

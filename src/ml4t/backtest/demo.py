@@ -28,9 +28,9 @@ from .builtin.commission import PercentageCommission
 from .builtin.feeds import PolarsDataFeed
 from .builtin.sim_broker import SimulationBroker
 from .builtin.slippage import PercentageSlippage
+from .core.sources import read_ohlcv_csv
 from .core.strategy import Strategy
 from .engine import BacktestEngine
-from .io import read_ohlcv_csv
 
 if TYPE_CHECKING:
     from .core.context import Context

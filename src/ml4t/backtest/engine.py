@@ -21,7 +21,8 @@ from .core.context import Context
 from .core.culprit import PluginBlame
 from .core.data import Feed
 from .core.history import History
-from .core.loop import Observers, Run, RunSetup
+from .core.loop import execute
+from .core.run import Observers, Run, RunSetup
 from .core.strategy import Strategy
 from .errors import ConfigError, PluginError
 from .plugins import PluginManager, get_plugin_manager, list_plugins
@@ -253,7 +254,7 @@ class BacktestEngine:
             original exception and carries ``partial_result`` (marked incomplete).
         """
         self._run = Run(self._setup())
-        return self._run.execute(progress)
+        return execute(self._run, progress)
 
     def _setup(self) -> RunSetup:
         """Build the run set-up: the parts, the hooks as observers, provenance, blame."""

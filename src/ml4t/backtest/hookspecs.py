@@ -26,8 +26,8 @@ from .markers import PROJECT, hookimpl, hookspec
 if TYPE_CHECKING:
     from .core.broker import Broker
     from .core.data import Feed
+    from .core.engine_view import EngineView
     from .core.results import BacktestResult
-    from .core.runtime import EngineView
     from .registry import PluginRegistry
 
 __all__ = ["PROJECT", "hookimpl", "hookspec"]

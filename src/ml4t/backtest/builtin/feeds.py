@@ -27,8 +27,8 @@ from ..core.data import (
     check_distinct_names,
     find_column,
 )
+from ..core.sources import FeedSource, read_ohlcv_csv, to_polars
 from ..errors import DataValidationError
-from ..io import FeedSource, read_ohlcv_csv, to_polars
 from ..markers import hookimpl
 from ._validation import (
     ASSET,

@@ -18,8 +18,8 @@ import polars as pl
 from ..core.asof import AsOfRows, check_rows, parse_duration_ns
 from ..core.context import visible_times
 from ..core.data import ASSET_ALIASES, TIMESTAMP_ALIASES, check_distinct_names, find_column
+from ..core.sources import FeedSource, to_polars_frame
 from ..errors import DataValidationError
-from ..io import FeedSource, to_polars_frame
 
 __all__ = ["SignalData", "read_signal_data"]
 

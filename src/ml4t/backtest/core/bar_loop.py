@@ -22,7 +22,7 @@ from .events import MarketEvent
 from .strategy import Strategy
 
 if TYPE_CHECKING:
-    from .loop import Run
+    from .run import Run
     from .runtime import Progress
 
 __all__ = ["EventRunner"]

@@ -15,9 +15,9 @@ import numpy as np
 import polars as pl
 
 from ..errors import DataValidationError
-from ..io import to_polars_frame
 from .asof import AsOfRows, AsOfTable, parse_duration_ns
 from .data import TIMESTAMP_ALIASES, find_column
+from .sources import to_polars_frame
 
 __all__ = ["Context", "series_from_frame", "visible_times"]
 

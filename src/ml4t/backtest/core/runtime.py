@@ -1,4 +1,4 @@
-"""What strategies, runners and hooks see of a run: protocols only, no behaviour.
+"""What strategies and runners see of a run: protocols only, no behaviour.
 
 The run itself is :class:`ml4t.backtest.core.loop.Run`; the public engine
 (:class:`ml4t.backtest.BacktestEngine`) assembles it. These protocols let the strategy
@@ -8,7 +8,7 @@ name what they use without importing the modules that use them back.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -16,11 +16,9 @@ if TYPE_CHECKING:
     from .calendar import Session, SessionCalendar
     from .clock import Clock
     from .context import Context
-    from .data import Feed
     from .history import History
-    from .strategy import Strategy
 
-__all__ = ["EngineView", "Progress", "RunView", "Runner"]
+__all__ = ["Progress", "RunView", "Runner"]
 
 #: called with the fraction of the period done (0..1)
 Progress = Callable[[float], None]
@@ -78,16 +76,3 @@ class Runner(Protocol):
     def salvage(self, run: Any) -> bool:
         """After an error, book what happened so far; False when no partial result exists."""
         ...
-
-
-class EngineView(Protocol):
-    """What the run hooks (``ml4t_run_start``, ...) read of the engine."""
-
-    name: str
-    strategy: Strategy
-    broker: Broker
-    clock: Clock
-    context: Context
-    feeds: Sequence[Feed]
-    calendar: SessionCalendar | None
-    run_info: dict[str, Any]

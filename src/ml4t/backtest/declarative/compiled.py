@@ -20,7 +20,7 @@ import numpy as np
 
 from ..builtin.fills import cash_text, intent_change_reason, resized_text
 from ..builtin.sim_broker import SimulationBroker
-from ..core.loop import Run
+from ..core.run import Run
 from ..core.trades import OpenTrade, closed_columns
 from ..kernels import _layout as L
 from ..kernels import signal as K

@@ -214,7 +214,7 @@ class SignalStrategy(BatchStrategy):
     # --- the compiled path ---------------------------------------------------------------
     def compiled_runner(self, run: RunView) -> Runner | None:
         """Return the kernel runner, or None (saying why) when the run needs the event path."""
-        from ..core.loop import Run
+        from ..core.run import Run
         from .compiled import SignalKernelRunner, kernel_problem
 
         if self.compiled is False:

@@ -13,8 +13,8 @@ from typing import Any
 
 import polars as pl
 
-from .core.data import PRICE_COLUMNS, check_distinct_names
-from .errors import DataValidationError
+from ..errors import DataValidationError
+from .data import PRICE_COLUMNS, check_distinct_names
 
 __all__ = ["FeedSource", "read_ohlcv_csv", "to_polars", "to_polars_frame"]
 
