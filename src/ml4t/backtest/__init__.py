@@ -42,7 +42,7 @@ from .core.broker import (
 from .core.calendar import Session
 from .core.context import Context
 from .core.data import Feed, RawBlock
-from .core.events import FillEvent, MarketEvent, OrderEvent
+from .core.events import FillEvent, MarketEvent, OrderEvent, TradeEvent
 from .core.orders import Order, OrderRecord, OrderSide, OrderStatus, OrderType, TimeInForce
 from .core.portfolio import Portfolio
 from .core.results import BacktestResult
@@ -144,6 +144,7 @@ __all__ = [
     "TieredCommission",
     "TimeInForce",
     "TopKSizer",
+    "TradeEvent",
     "VolumeShareSlippage",
     "__version__",
     "align_asof",

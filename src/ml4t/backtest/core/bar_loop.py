@@ -229,6 +229,8 @@ class EventRunner:
         clock = run.clock
         clock.override_ns = ts - 1  # account events happen before the first bar
         run.broker.start_session(ts, day)
+        if run.pending_trade_events:  # a split settled in cash closed a trade
+            run.flush_trade_events()
         if self._before:
             clock.override_ns = ts - 1  # nothing of the new session is visible yet
             run.session_ts = ts

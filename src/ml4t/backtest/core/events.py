@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .data import Chunk
 
-__all__ = ["FillEvent", "MarketEvent", "OrderEvent", "RowView"]
+__all__ = ["FillEvent", "MarketEvent", "OrderEvent", "RowView", "TradeEvent"]
 
 try:  # CPython's fast field descriptor used by namedtuple
     from collections import _tuplegetter  # type: ignore[attr-defined]
@@ -229,3 +229,59 @@ class OrderEvent:
     timestamp: datetime
     status: str
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class TradeEvent:
+    """A round trip opened or closed (delivered to :meth:`Strategy.on_trade`).
+
+    Sent when a fill opens a position from flat (``status="open"``) and when a fill (or a
+    split's cash-settled remainder) brings it back to flat or across zero
+    (``status="closed"``; a fill that crosses zero sends the close, then the open of the
+    new trade). It is the ``trades_df`` row of the trade as of that moment; Backtrader's
+    ``notify_trade`` reports the same two moments.
+
+    Attributes
+    ----------
+    trade_id : int
+        The trade's ``trade_id`` in ``trades_df``.
+    asset_id : str
+    status : str
+        ``"open"`` or ``"closed"``.
+    direction : str
+        ``"long"`` or ``"short"``.
+    entry_timestamp : datetime
+    exit_timestamp : datetime or None
+        ``None`` while open.
+    quantity : float
+        Positive size: the opening fill's quantity for an open event, the quantity
+        closed for a close event.
+    entry_price : float
+        Quantity-weighted average entry price.
+    exit_price : float
+        Quantity-weighted average exit price (NaN while open).
+    pnl_gross : float
+        Realized P&L before commission (0.0 while open).
+    pnl_net : float
+        ``pnl_gross`` minus the trade's entry and exit commission.
+    commission : float
+        Commission charged so far.
+    """
+
+    trade_id: int
+    asset_id: str
+    status: str
+    direction: str
+    entry_timestamp: datetime
+    exit_timestamp: datetime | None
+    quantity: float
+    entry_price: float
+    exit_price: float
+    pnl_gross: float
+    pnl_net: float
+    commission: float
+
+    @property
+    def is_closed(self) -> bool:
+        """Return True for the event that closes the trade."""
+        return self.status == "closed"

@@ -118,6 +118,8 @@ class History:
 
     @staticmethod
     def _column(block: Block, field: str) -> Any:
+        if field == "timestamp":
+            return block.row_ts()
         col = block.cols.get(field)
         if col is None:
             raise KeyError(f"no column {field!r}; available: {sorted(block.cols)}")

@@ -55,6 +55,8 @@ def execute(run: Run, progress: Progress | None = None) -> BacktestResult:
             obs.run_start()
         strategy.on_start()
         runner.run(run, progress)
+        if run.pending_trade_events:
+            run.flush_trade_events()
     except Exception as exc:
         partial = None
         try:
@@ -72,6 +74,7 @@ def execute(run: Run, progress: Progress | None = None) -> BacktestResult:
     if run.outside_session_bars and cal is not None and cal.outside_sessions == "warn":
         warnings.warn(run.outside_message(), OutsideSessionWarning, stacklevel=3)
     result = _result(run, time.perf_counter() - t0, complete=True)
+    run.finished = True
     if obs.run_end is not None:
         obs.run_end(result)
     try:
@@ -103,6 +106,7 @@ def _result(run: Run, elapsed: float, complete: bool) -> BacktestResult:
         outside_session_bars=run.outside_session_bars,
         run_info=run.run_info,
         provenance=run.setup.provenance(),
+        records=run.records,
     )
     assert run.marker is not None
     # user code -> BacktestEngine.run -> execute -> _result -> build_result

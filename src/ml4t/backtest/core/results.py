@@ -17,6 +17,7 @@ import polars as pl
 
 from .exit_trades import EXIT_TRADE_SCHEMA, exit_trade_columns
 from .metrics import compute_metrics
+from .records import records_frame
 from .run_warnings import emit_run_warnings, order_warnings, unfilled_counts
 
 if TYPE_CHECKING:
@@ -50,6 +51,7 @@ class RunRecord:
     outside_session_bars: int
     run_info: dict[str, Any]
     provenance: list[dict[str, Any]]
+    records: Sequence[tuple[int, str, Any]] = ()
 
 
 class BacktestResult:
@@ -70,6 +72,10 @@ class BacktestResult:
     portfolio_df : polars.DataFrame
         One row per timestamp: equity, cash, accrued dividends, positions value,
         leverage, returns.
+    records_df : polars.DataFrame
+        What the strategy recorded with :meth:`~ml4t.backtest.Strategy.record`: one row
+        per timestamp (those of ``portfolio_df``), one column per name, each value carried
+        forward until recorded again; only ``timestamp`` when nothing was recorded.
     account_events_df : polars.DataFrame
         Account events that are not fills: splits (with the cash paid for a fractional
         remainder), dividends earned at the ex-date and paid at the pay date, borrow fees.
@@ -100,6 +106,7 @@ class BacktestResult:
         account_events_df: pl.DataFrame | None = None,
         exit_trades_df: pl.DataFrame | None = None,
         warnings: list[str] | None = None,
+        records_df: pl.DataFrame | None = None,
     ) -> None:
         self.account_events_df = (
             account_events_df if account_events_df is not None else _account_frame([], None)
@@ -108,6 +115,13 @@ class BacktestResult:
             exit_trades_df if exit_trades_df is not None else _exit_trades_frame(None, None)
         )
         self.warnings = list(warnings or [])
+        self.records_df = (
+            records_df
+            if records_df is not None
+            else portfolio_df.select("timestamp")
+            if "timestamp" in portfolio_df.columns
+            else pl.DataFrame()
+        )
         self.trades_df = trades_df
         self.fills_df = fills_df
         self.orders_df = orders_df
@@ -184,6 +198,11 @@ class BacktestResult:
         for name in ("trades", "exit_trades", "fills", "orders", "portfolio", "account_events"):
             frame: pl.DataFrame = getattr(self, f"{name}_df")
             frame.write_parquet(out / f"{name}.parquet", metadata={"ml4t.backtest": meta})
+        records = self.records_df.select(
+            [c for c, t in self.records_df.schema.items() if t != pl.Object]
+        )
+        if records.width > 1:  # something was recorded (Object columns cannot be written)
+            records.write_parquet(out / "records.parquet", metadata={"ml4t.backtest": meta})
         (out / "metrics.json").write_text(json.dumps(_jsonable(self.metrics), indent=2))
         (out / "metadata.json").write_text(json.dumps(self.metadata, indent=2, default=str))
         return out
@@ -374,6 +393,7 @@ def build_result(
         account_df,
         exit_trades_df,
         list(run_warnings),
+        records_frame(run.records, portfolio_df["timestamp"]),
     )
 
 

@@ -10,6 +10,7 @@ error attribution arrive as plain callables in the set-up.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -22,15 +23,18 @@ from .clock import Clock
 from .context import Context
 from .culprit import PluginBlame
 from .data import Chunk, Feed, row_of
+from .events import TradeEvent
 from .history import History
 from .marking import Marker
+from .records import check_record_name
+from .strategy import Strategy
+from .trades import TRADE_COLUMNS, OpenTrade
 
 if TYPE_CHECKING:
     from .broker import Broker
     from .orders import Order
     from .results import BacktestResult
     from .runtime import Progress
-    from .strategy import Strategy
 
 __all__ = ["Observers", "Run", "RunSetup"]
 
@@ -106,6 +110,11 @@ class Run:
         self.session_ts: int | None = None
         self.session_index = -1
         self.last_ts = -1
+        #: ``(timestamp index, name, value)`` of :meth:`Strategy.record` calls
+        self.records: list[tuple[int, str, Any]] = []
+        self.pending_trade_events: list[TradeEvent] = []
+        #: set once the result is built (``record`` is then an error)
+        self.finished = False
 
     # --- services strategies use ---------------------------------------------------------
     @property
@@ -151,14 +160,69 @@ class Run:
             return {}
         return dict(self.context.as_of(now))
 
+    def record(self, values: dict[str, Any]) -> None:
+        """Record strategy values at the current timestamp (see ``Strategy.record``)."""
+        if self.finished:
+            raise RuntimeError("record() after the last bar: the result is already built")
+        clock = self.clock
+        index = max(clock.base_index + clock.i, 0)
+        for name, value in values.items():
+            check_record_name(name)
+            self.records.append((index, name, value))
+
     def note_fallback(self, reason: str) -> None:
         """Record why a strategy that could run in a kernel runs on the per-bar loop."""
         self.run_info["fallback_reason"] = reason
 
     # --- broker listener -----------------------------------------------------------------
     def order_filled(self, order: Order, fill: Any) -> None:
-        """Forward a fill to the strategy."""
+        """Forward a fill to the strategy, then the trades it opened or closed."""
         self.strategy.on_fill(fill)
+        if self.pending_trade_events:
+            self.flush_trade_events()
+
+    def flush_trade_events(self) -> None:
+        """Deliver the trade events waiting since the last fill (``Strategy.on_trade``)."""
+        events, self.pending_trade_events = self.pending_trade_events, []
+        for event in events:
+            self.strategy.on_trade(event)
+
+    def _trade_changed(self, trade: OpenTrade, row: tuple[Any, ...] | None) -> None:
+        """Turn a trade the portfolio opened or closed into a :class:`TradeEvent`."""
+        to_dt = self.clock.to_datetime
+        direction = "long" if trade.direction > 0 else "short"
+        if row is None:
+            event = TradeEvent(
+                trade.trade_id,
+                trade.asset_id,
+                "open",
+                direction,
+                to_dt(trade.entry_ts),
+                None,
+                trade.entry_qty,
+                trade.entry_price,
+                math.nan,
+                0.0,
+                -trade.entry_commission,
+                trade.entry_commission,
+            )
+        else:
+            closed = dict(zip(TRADE_COLUMNS, row, strict=True))
+            event = TradeEvent(
+                trade.trade_id,
+                trade.asset_id,
+                "closed",
+                direction,
+                to_dt(trade.entry_ts),
+                to_dt(closed["exit_timestamp"]),
+                closed["quantity"],
+                closed["entry_price"],
+                closed["exit_price"],
+                closed["pnl_gross"],
+                closed["pnl_net"],
+                closed["commission"],
+            )
+        self.pending_trade_events.append(event)
 
     def order_rejected(self, order: Order, reason: str) -> None:
         """Forward a rejection to the strategy."""
@@ -186,6 +250,9 @@ class Run:
         pf = broker.portfolio
         pf.price_of = self.price_of
         pf.trades.scanner = self.history.extremes
+        strategy = self.strategy
+        if type(strategy).on_trade is not Strategy.on_trade:
+            pf.trades.listener = self._trade_changed
         clock.override_ns, clock.base_index, clock.i = -1, 0, 0
         self.marker = Marker(pf.initial_cash, pf.mult, pf.is_future)
 

@@ -52,6 +52,10 @@ class RunView(Protocol):
         """Return the context values as of now."""
         ...
 
+    def record(self, values: dict[str, Any]) -> None:
+        """Record values at the current timestamp (``result.records_df``)."""
+        ...
+
     def note_fallback(self, reason: str) -> None:
         """Record why a strategy that could run in a kernel runs on the per-bar loop."""
         ...

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
+import polars as pl
 
 from .orders import Order, OrderSide, OrderType, TimeInForce
 
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from .broker import OrderPort
     from .calendar import Session
     from .context import Context
-    from .events import FillEvent, MarketEvent
+    from .events import FillEvent, MarketEvent, TradeEvent
     from .portfolio import Portfolio
     from .runtime import Runner, RunView
 
@@ -33,9 +34,10 @@ class Strategy:
 
     Lifecycle (all optional except :meth:`on_market_data`): :meth:`on_start`, then per
     session :meth:`before_trading_start`, per bar :meth:`on_market_data`, per fill
-    :meth:`on_fill`, per rejection :meth:`on_order_rejected`, per cancellation or expiry
+    :meth:`on_fill` (then :meth:`on_trade` when the fill opened or closed a round trip),
+    per rejection :meth:`on_order_rejected`, per cancellation or expiry
     :meth:`on_order_cancelled`, per session :meth:`after_trading_end`, and finally
-    :meth:`on_end`.
+    :meth:`on_end`. :meth:`record` keeps values of your own in ``result.records_df``.
 
     Notes
     -----
@@ -73,6 +75,13 @@ class Strategy:
 
     def on_fill(self, fill: FillEvent) -> None:
         """Run after each fill."""
+
+    def on_trade(self, trade: TradeEvent) -> None:
+        """Handle a round trip opened or closed (after the fill's :meth:`on_fill`).
+
+        ``trade.status`` is ``"open"`` or ``"closed"``; a fill that reverses a position
+        closes one trade and opens another (two calls). Backtrader's ``notify_trade``.
+        """
 
     def on_order_rejected(self, order: Order, reason: str) -> None:
         """Run when an order is rejected; ``reason`` says why."""
@@ -157,7 +166,8 @@ class Strategy:
         """Return the last ``n`` values of ``field``, oldest first, as a read-only array.
 
         ``field`` is a price column (``open``, ``high``, ``low``, ``close``, ``volume``),
-        a signal or an indicator. Only bars at or before the current timestamp are
+        a signal, an indicator or ``"timestamp"`` (the bars' times, int64 nanoseconds
+        since the epoch in UTC). Only bars at or before the current timestamp are
         returned, so fewer than ``n`` values come back near the start of the data.
 
         With one asset id the result is 1-D: that asset's last ``n`` bars. With a list of
@@ -173,6 +183,48 @@ class Strategy:
             return values
         matrix: np.ndarray = hist.cross_section([self._code(a) for a in asset_id], field, int(n))
         return matrix
+
+    def history_frame(
+        self, asset_id: str, n: int, fields: Sequence[str] | None = None
+    ) -> pl.DataFrame:
+        """Return the asset's last ``n`` bars at or before now as a polars frame.
+
+        Columns: ``timestamp`` (in the data's time zone) and ``fields`` (default: the
+        price columns, then the feed's signals and indicators), oldest row first; fewer
+        than ``n`` rows near the start of the data. The same values as :meth:`history`.
+        """
+        clock = self._run.clock
+        names = (
+            list(fields)
+            if fields is not None
+            else [
+                "open",
+                "high",
+                "low",
+                "close",
+                "volume",
+                *clock.signal_names,
+                *clock.indicator_names,
+            ]
+        )
+        ts = self.history(asset_id, "timestamp", n)
+        columns = {name: self.history(asset_id, name, n) for name in names}
+        stamp = pl.Series("timestamp", ts, dtype=pl.Datetime("ns", "UTC"))
+        if clock.timezone is None:
+            stamp = stamp.dt.replace_time_zone(None)
+        else:
+            stamp = stamp.dt.convert_time_zone(clock.timezone)
+        return pl.DataFrame([stamp, *(pl.Series(k, v) for k, v in columns.items())])
+
+    def record(self, **values: Any) -> None:
+        """Keep values of your own at the current timestamp, in ``result.records_df``.
+
+        ``self.record(leverage=lev, longs=3)``: one column per name, one row per
+        timestamp of the run; a value is carried forward until it is recorded again (as
+        Zipline's ``record``). Numbers, booleans and strings make typed columns; other
+        values are kept as they are (an ``Object`` column, left out of Parquet output).
+        """
+        self._run.record(values)
 
     # --- orders --------------------------------------------------------------------------
     def submit_order(self, order: Order) -> Order:

@@ -153,6 +153,9 @@ class TradeTracker:
         #: they come before ``closed`` in the trades frame
         self.bulk: list[dict[str, Any]] = []
         self.scanner: Scanner | None = None
+        #: called with ``(trade, closed_row)`` when a trade opens (``closed_row`` None) or
+        #: closes (the values of its ``trades_df`` row); None when nobody listens
+        self.listener: Callable[[OpenTrade, tuple[Any, ...] | None], None] | None = None
         self._next_id = 0
 
     def on_fill(
@@ -195,11 +198,16 @@ class TradeTracker:
             current = OpenTrade(self._next_id, code, asset_id, direction, ts, ts_index, order, mult)
             self._next_id += 1
             self.open[code] = current
+            opened = True
+        else:
+            opened = False
         current.qty += remaining
         current.entry_qty += remaining
         current.entry_value += remaining * price
         current.entry_commission += commission
         current.entry_slippage += slippage
+        if opened and self.listener is not None:
+            self.listener(current, None)
 
     def on_split(
         self, code: int, ratio: float, remainder: float, price: float, ts: int, ts_index: int
@@ -283,7 +291,7 @@ class TradeTracker:
         fav = (hi - entry_price) if d > 0 else (entry_price - lo)
         adv = (lo - entry_price) if d > 0 else (entry_price - hi)
         fav, adv = max(fav, 0.0), min(adv, 0.0)
-        self.closed.add(
+        row = (
             trade.trade_id,
             trade.asset_id,
             "long" if d > 0 else "short",
@@ -313,6 +321,9 @@ class TradeTracker:
             trade.entry_context,
             exit_context,
         )
+        self.closed.add(*row)
+        if not is_open and self.listener is not None:
+            self.listener(trade, row)
 
     def close_all_open(self, ts: int, ts_index: int, price_of: Callable[[int], float]) -> None:
         """Record still-open trades as ``end_of_data`` at the last prices (no fills)."""
