@@ -13,6 +13,11 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
+# the runner imports Backtrader (the validation extra); without it this module skips
+pytest.importorskip(
+    "backtrader", reason="backtrader is not installed: install the validation extra"
+)
+
 from validation.data import from_rows, real_daily, real_minute
 from validation.runners.backtrader import run
 from validation.scenario import (

@@ -14,10 +14,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import backtrader as bt
 import pytest
 
-pytestmark = pytest.mark.crossframework
+# Backtrader comes with the validation extra; without it this module skips, saying so.
+bt = pytest.importorskip(
+    "backtrader", reason="backtrader is not installed: install the validation extra"
+)
+
+pytestmark = [pytest.mark.crossframework, pytest.mark.validation]
 
 N = (100.0, 101.0, 99.0, 100.0)  # a quiet bar: open, high, low, close
 ENTRY = (101.0, 103.0, 100.0, 102.0)  # bar 2: the market entry fills at its open, 101

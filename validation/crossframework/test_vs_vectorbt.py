@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 
-pytestmark = pytest.mark.crossframework
+# VectorBT is imported by the ``vbt`` fixture, which skips when it is not installed.
+pytestmark = [pytest.mark.crossframework, pytest.mark.validation]
 
 # The 8 bars of the shared reference's appendix; the entry signal is on bar 1 (close 103).
 APPENDIX = [

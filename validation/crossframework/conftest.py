@@ -5,6 +5,10 @@ The same :class:`Bars` go through ml4t.backtest, Backtrader (``Cerebro`` with it
 documented API. Every runner reports fills as :class:`Fill` (bar index into the bars,
 signed quantity, price), so a test compares like with like. VectorBT is imported once per
 session (its first simulation compiles with numba and takes seconds).
+
+Backtrader and VectorBT come with the ``validation`` extra. Neither is imported when this
+file loads: without Backtrader, ``test_vs_backtrader.py`` skips as a module; without
+VectorBT, the ``vbt`` fixture skips each test that asks for it. Both say what to install.
 """
 
 from __future__ import annotations
@@ -14,11 +18,11 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cache
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import backtrader as bt
 import numpy as np
 import pandas as pd
 import polars as pl
@@ -29,9 +33,11 @@ from ml4t.backtest.testing import ScriptedStrategy
 
 ASSET = "A"
 #: the real daily files carried by the repository (validation/real_data/README.md)
-REAL_DATA = Path(__file__).resolve().parents[2] / "validation" / "real_data"
+REAL_DATA = Path(__file__).resolve().parents[1] / "real_data"
 REL = 1e-9  # prices and quantities: equal to floating point
 CASH_ABS = 1e-6  # cash and equity
+#: why a test skips when an optional framework is missing
+MISSING = "{} is not installed: install the validation extra (pip install '.[validation]')"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -233,27 +239,39 @@ def run_ml4t(
 
 
 # --- Backtrader ---------------------------------------------------------------------------
-BtOnBar = Callable[[bt.Strategy, int], None]
+BtOnBar = Callable[[Any, int], None]  # (bt.Strategy, bar index)
 
 
-class _BtScript(bt.Strategy):  # type: ignore[misc]
-    """Call ``fn(strategy, bar_index)`` on every bar; record executions and statuses."""
+def backtrader() -> ModuleType:
+    """Import Backtrader, or skip the calling test when it is not installed."""
+    return pytest.importorskip("backtrader", reason=MISSING.format("backtrader"))
 
-    params = (("fn", None),)
 
-    def __init__(self) -> None:
-        self.executions: list[tuple[datetime, float, float, int]] = []
-        self.statuses: list[tuple[int, str]] = []
-        self.last: dict[int, Any] = {}
+@cache
+def _bt_script() -> type:
+    """The Backtrader strategy class (built on first use: Backtrader is optional)."""
+    bt = backtrader()
 
-    def next(self) -> None:
-        self.p.fn(self, len(self) - 1)
+    class _BtScript(bt.Strategy):  # type: ignore[misc]
+        """Call ``fn(strategy, bar_index)`` on every bar; record executions and statuses."""
 
-    def notify_order(self, order: Any) -> None:
-        for bit in order.executed.iterpending():
-            self.executions.append((bt.num2date(bit.dt), bit.size, bit.price, order.ref))
-        self.statuses.append((order.ref, order.getstatusname()))
-        self.last[order.ref] = order
+        params = (("fn", None),)
+
+        def __init__(self) -> None:
+            self.executions: list[tuple[datetime, float, float, int]] = []
+            self.statuses: list[tuple[int, str]] = []
+            self.last: dict[int, Any] = {}
+
+        def next(self) -> None:
+            self.p.fn(self, len(self) - 1)
+
+        def notify_order(self, order: Any) -> None:
+            for bit in order.executed.iterpending():
+                self.executions.append((bt.num2date(bit.dt), bit.size, bit.price, order.ref))
+            self.statuses.append((order.ref, order.getstatusname()))
+            self.last[order.ref] = order
+
+    return _BtScript
 
 
 def run_backtrader(
@@ -263,9 +281,10 @@ def run_backtrader(
     filler: Any = None,
 ) -> Run:
     """Run the bars through Cerebro with the default BackBroker (no commission)."""
+    bt = backtrader()
     cerebro = bt.Cerebro(stdstats=False)
     cerebro.adddata(bt.feeds.PandasData(dataname=bars.pandas()))
-    cerebro.addstrategy(_BtScript, fn=on_bar)
+    cerebro.addstrategy(_bt_script(), fn=on_bar)
     cerebro.broker.setcash(cash)
     if filler is not None:
         cerebro.broker.set_filler(filler)
@@ -368,10 +387,8 @@ def xf() -> Harness:
 
 @pytest.fixture(scope="session")
 def vbt() -> ModuleType:
-    """Import vectorbt once per session."""
-    import vectorbt
-
-    return vectorbt
+    """Import vectorbt once per session, or skip the test when it is not installed."""
+    return pytest.importorskip("vectorbt", reason=MISSING.format("vectorbt"))
 
 
 @pytest.fixture(scope="session")
