@@ -43,7 +43,7 @@ def load_bars(path: Path | None) -> pl.DataFrame:
     """
     if path is not None or DEFAULT_DATA.is_file():
         return read_ohlcv_csv(path or DEFAULT_DATA)
-    from ml4t.backtest.demo import load_demo_data
+    from ml4t.backtest import load_demo_data
 
     print("note: validation/real_data/ not found; using the embedded NVDA bars (2005-2014)")
     return load_demo_data().filter(pl.col("asset_id") == "NVDA").drop("asset_id")

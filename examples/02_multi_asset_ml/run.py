@@ -25,8 +25,8 @@ from ml4t.backtest import (
     PercentageSlippage,
     PolarsDataFeed,
     SimulationBroker,
+    load_demo_data,
 )
-from ml4t.backtest.demo import load_demo_data
 
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:

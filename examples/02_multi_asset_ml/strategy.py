@@ -17,8 +17,7 @@ from datetime import datetime
 
 import polars as pl
 
-from ml4t.backtest import Context, MarketEvent, Strategy
-from ml4t.backtest.demo import walk_forward_predictions
+from ml4t.backtest import Context, MarketEvent, Strategy, walk_forward_predictions
 
 
 def add_predictions(bars: pl.DataFrame) -> pl.DataFrame:

@@ -21,8 +21,7 @@ from pathlib import Path
 
 import polars as pl
 
-from ml4t.backtest import BacktestResult
-from ml4t.backtest.runner import run_config
+from ml4t.backtest import BacktestResult, run_config
 
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
@@ -64,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> BacktestResult:
         overrides.append(f"backtest.end_date={args.end.isoformat()}")
     # The strategy object is built here from the config's parameters, so its decision log
     # can be printed afterwards; `ml4t-backtest run` imports it from the config instead.
-    from ml4t.backtest.config import load_config
+    from ml4t.backtest import load_config
 
     params = load_config(args.config, overrides=overrides).strategy
     strategy = Top25VixAtr(**(params.params if params is not None else {}))

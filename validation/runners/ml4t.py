@@ -34,6 +34,7 @@ import numpy as np
 import polars as pl
 
 from ml4t.backtest import (
+    BacktestConfig,
     BacktestEngine,
     BacktestResult,
     BatchStrategy,
@@ -46,7 +47,6 @@ from ml4t.backtest import (
     SimulationBroker,
     Strategy,
 )
-from ml4t.backtest import BacktestConfig, BacktestEngine
 
 from ..scenario import (
     Costs,

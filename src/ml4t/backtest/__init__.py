@@ -5,6 +5,13 @@ The public API is everything in ``__all__``; see ``docs/user_guide.md``.
 
 from __future__ import annotations
 
+from ._version import __version__
+from .kernel_cache import drop_stale_cache
+
+# before any kernel module is imported or compiled: importing any ml4t.backtest module runs
+# this file first, so no kernel can load stale from numba's cache (see kernel_cache)
+drop_stale_cache()
+
 from .alignment import align_asof
 from .builtin.commission import (
     FixedCommission,
@@ -56,6 +63,7 @@ from .declarative import (
     SignalStrategy,
     TopKSizer,
 )
+from .demo import load_demo_data, walk_forward_predictions
 from .engine import BacktestEngine
 from .errors import (
     BacktestError,
@@ -74,8 +82,6 @@ from .markers import hookimpl
 from .plugins import PluginManager, get_plugin_manager, list_plugins
 from .registry import PluginRegistry
 from .runner import run_config
-
-__version__ = "0.1.0"
 
 __all__ = [
     "AssetRegistry",
@@ -152,6 +158,8 @@ __all__ = [
     "hookimpl",
     "list_plugins",
     "load_config",
+    "load_demo_data",
     "read_ohlcv_csv",
     "run_config",
+    "walk_forward_predictions",
 ]

@@ -41,7 +41,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
-from . import __version__
+from ._version import __version__
 from .errors import BacktestError, RejectedOrdersWarning
 
 __all__ = ["build_parser", "main"]

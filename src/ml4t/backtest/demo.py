@@ -277,7 +277,7 @@ def run_demo(output_dir: str | Path | None = None, *, quiet: bool = False) -> Ba
     -------
     BacktestResult
     """
-    from . import __version__
+    from ._version import __version__
 
     def say(text: str = "") -> None:
         if not quiet:

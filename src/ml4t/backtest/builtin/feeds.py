@@ -30,7 +30,7 @@ from ..core.data import (
 from ..core.sources import FeedSource, read_ohlcv_csv, to_polars
 from ..errors import DataValidationError
 from ..markers import hookimpl
-from ._validation import (
+from .feed_checks import (
     ASSET,
     ROW,
     TS,
