@@ -169,3 +169,46 @@ def test_kinds_cover_every_registration_hook() -> None:
 
     hooks = {n for n in dir(hookspecs) if n.startswith("ml4t_register_")}
     assert hooks == {hook for hook, _ in KINDS.values()}
+
+
+def test_make_broker_wrapper_sees_and_may_replace_the_built_broker() -> None:
+    seen: list[Any] = []
+
+    class Wrap:
+        @hookimpl(wrapper=True)
+        def ml4t_make_broker(self, spec: Any, registry: Any) -> Any:
+            broker = yield  # the builtin (or any other plugin) builds it
+            seen.append((spec["model"], type(broker).__name__))
+            return broker
+
+    engine = BacktestEngine(_feed(), ScriptedStrategy(), plugins=[Wrap()])
+    assert seen == [("simulation", "SimulationBroker")]
+    assert isinstance(engine.broker, SimulationBroker)
+
+
+def test_make_feed_wrapper_wraps_the_feed_the_config_path_builds(tmp_path: Path) -> None:
+    from ml4t.backtest import get_plugin_manager
+
+    make_bars(5).write_parquet(tmp_path / "bars.parquet")
+    calls: list[str] = []
+
+    class Wrap:
+        @hookimpl(wrapper=True)
+        def ml4t_make_feed(self, spec: Any, registry: Any) -> Any:
+            feed = yield
+            calls.append(f"{spec['model']} -> {type(feed).__name__}")
+            return feed
+
+    pm = get_plugin_manager(extra=[Wrap()])
+    spec = {"model": "parquet", "params": {"path": str(tmp_path / "bars.parquet"), "asset_id": "A"}}
+    feed = pm.construct("ml4t_make_feed", "load", "feed", spec=spec, registry=pm.registry)
+    assert calls == ["parquet -> ParquetDataFeed"]
+    assert BacktestEngine(feed, ScriptedStrategy()).run().portfolio_df.height == 5
+
+
+def test_trace_plugins_shows_construction_hooks(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("ML4T_BACKTEST_TRACE_PLUGINS", "1")
+    BacktestEngine(_feed(), ScriptedStrategy())
+    assert "ml4t_make_broker" in capsys.readouterr().err
