@@ -47,7 +47,7 @@ class TestZiplinePreset(BrokerContract):
         return SimulationBroker.preset("zipline")
 
 
-class TestWholeUnitSimulationBroker(BrokerContract):
+class TestWholeUnitsSimulationBroker(BrokerContract):
     """fractional=False: quantities round down to whole units."""
 
     supports = LONG_ONLY

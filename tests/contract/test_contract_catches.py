@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from ml4t.backtest import Broker, Order
+from ml4t.backtest import Broker, Order, OrderStatus
 from ml4t.backtest.testing import BrokerContract
 
 from .minimal_broker import MinimalBroker
@@ -99,6 +99,19 @@ class SilentCancel(MinimalBroker):
 class CancelsAnything(MinimalBroker):
     def cancel_order(self, order_id: int) -> bool:
         super().cancel_order(order_id)
+        return True
+
+
+class OwnCancelWording(MinimalBroker):
+    def cancel_order(self, order_id: int) -> bool:
+        order = next((o for o in self._working if o.order_id == order_id), None)
+        if order is None:
+            return False
+        self._working.remove(order)
+        order.status, order.reason = OrderStatus.CANCELLED, "cancel requested"
+        self._log(order, "cancelled", order.reason)
+        assert self._listener is not None
+        self._listener.order_cancelled(order, order.reason)
         return True
 
 
@@ -198,6 +211,7 @@ CASES: list[tuple[type[MinimalBroker], frozenset[str], str]] = [
     (FloatTimestamps, SHORT, "test_market_buy_fills_once"),
     (SilentCancel, SHORT, "test_cancel_and_open_orders"),
     (CancelsAnything, SHORT, "test_cancel_and_open_orders"),
+    (OwnCancelWording, SHORT, "test_cancel_and_open_orders"),
     (RaisesOnInvalid, SHORT, "test_invalid_orders_are_rejected"),
     (WrongIndex, SHORT, "test_full_backtest_books"),
     (NoReset, SHORT, "test_full_backtest_books"),

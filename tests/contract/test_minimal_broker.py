@@ -8,6 +8,7 @@ be the ones ``SimulationBroker(fill_timing="next_bar_open")`` gives without cost
 from __future__ import annotations
 
 import ast
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from ml4t.backtest import (
     Broker,
     Context,
     MarketEvent,
+    ParquetDataFeed,
     PolarsDataFeed,
     SimulationBroker,
     Strategy,
@@ -107,3 +109,23 @@ def test_same_fills_as_simulation_broker(strategy: Any, sim: dict[str, Any]) -> 
     assert mine.trades_df.drop("trade_id").equals(ref.trades_df.drop("trade_id"))
     cols = ["order_id", "asset_id", "side", "quantity", "event"]
     assert mine.orders_df.select(cols).equals(ref.orders_df.select(cols))
+
+
+def test_same_fills_when_the_feed_is_read_in_windows(tmp_path: Path) -> None:
+    """Fills in later windows are booked at the run's timestamp index (``clock.now_index``)."""
+    path = tmp_path / "bars.parquet"
+    _frame().write_parquet(path)
+    results = [
+        BacktestEngine(
+            ParquetDataFeed(path, chunk_size="1mo"), Crossover(), broker, autoload_plugins=False
+        ).run()
+        for broker in (
+            MinimalBroker(),
+            SimulationBroker(fill_timing="next_bar_open", fractional=False),
+        )
+    ]
+    mine, ref = results
+    assert mine.fills_df.filter(pl.col("timestamp") > datetime(2024, 3, 1)).height > 0
+    assert mine.fills_df.equals(ref.fills_df)
+    assert mine.portfolio_df.equals(ref.portfolio_df)
+    _check_books(mine)

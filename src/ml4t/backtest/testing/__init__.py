@@ -2,7 +2,7 @@
 
 Synthetic bars, a scripted strategy that records what the broker reports, a one-call
 runner, and the broker contract suite (:class:`BrokerContract`) any broker can run against
-itself. The same helpers are served as pytest fixtures by
+itself. The data and run helpers are also served as pytest fixtures by
 :mod:`ml4t.backtest.testing.pytest_plugin`, which the core distribution registers under the
 ``pytest11`` entry point (so any project with ml4t-backtest installed gets the fixtures).
 """

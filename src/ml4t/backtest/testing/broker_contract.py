@@ -325,6 +325,9 @@ class BrokerContract:
         if limit:
             assert notes["far_open"] and notes["far_cancel"] is True, notes
         check_order_reports(out.result, out.probe)
+        assert not out.result.warnings, (  # the results tell cancels apart by their reason
+            f"{out.result.warnings}: use the reason 'cancelled by the strategy' for cancel_order"
+        )
 
     def test_invalid_orders_are_rejected(self) -> None:
         """Malformed orders are rejected with a reason through the listener."""
