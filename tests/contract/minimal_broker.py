@@ -5,9 +5,9 @@ check, whole units; ``order_sizing = "at_order"``. Everything else is refused: o
 types, reduce-only and target orders and unsupported times in force are rejected with a
 reason; brackets, OCO, OTO, position exits and replacing raise ``NotImplementedError``.
 
-It imports only ``ml4t.backtest``. Two things it needs are not public names: the ``chunk``
-handed to ``process_open`` (``ts``, ``offsets``, ``code``, ``px``, ``to_datetime``) and the
-``clock`` handed to ``setup`` (``now_ns``, ``now_index``): they are typed ``Any`` here.
+It imports only ``ml4t.backtest``: the ``Chunk`` handed to ``process_open`` (``ts``,
+``offsets``, ``code``, ``px``, ``to_datetime``) and the ``Clock`` handed to ``setup``
+(``now_ns``, ``now_index``) are public for that.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from typing import Any
 
 from ml4t.backtest import (
     BrokerListener,
+    Chunk,
+    Clock,
     FillEvent,
     Order,
     OrderRecord,
@@ -42,7 +44,7 @@ class MinimalBroker:
         self._working: list[Order] = []
         self._records: list[OrderRecord] = []
         self._listener: BrokerListener | None = None
-        self._clock: Any = None
+        self._clock: Clock | None = None
         self._next_id = 0
 
     @property
@@ -51,7 +53,7 @@ class MinimalBroker:
         return False
 
     # --- the engine's side -----------------------------------------------------------------
-    def setup(self, asset_ids: Sequence[str], listener: BrokerListener, clock: Any) -> None:
+    def setup(self, asset_ids: Sequence[str], listener: BrokerListener, clock: Clock) -> None:
         """Start a run: a new portfolio, no orders, no records."""
         self.portfolio = Portfolio(self.initial_cash, asset_ids)
         self._listener, self._clock = listener, clock
@@ -61,8 +63,9 @@ class MinimalBroker:
     def check_columns(self, columns: Sequence[str]) -> None:
         """Need no column beyond OHLCV."""
 
-    def process_open(self, chunk: Any, i: int) -> None:
+    def process_open(self, chunk: Chunk, i: int) -> None:
         """Fill every working order whose asset has a bar here, sells first, at the open."""
+        assert self._clock is not None, "setup() comes first"
         ts, index = chunk.ts[i], self._clock.now_index
         lo, hi = chunk.offsets[i], chunk.offsets[i + 1]
         for order in sorted(self._working, key=lambda o: o.side.value != "sell"):
@@ -73,7 +76,7 @@ class MinimalBroker:
         self._working = [o for o in self._working if o.status.is_open]
         self.has_pending = bool(self._working)
 
-    def process_close(self, chunk: Any, i: int) -> None:
+    def process_close(self, chunk: Chunk, i: int) -> None:
         """Nothing fills at the close."""
 
     def start_session(self, ts_ns: int, day: int) -> None:
@@ -192,6 +195,7 @@ class MinimalBroker:
         self._listener.order_filled(order, fill)
 
     def _log(self, order: Order, event: str, reason: str | None, ts: int | None = None) -> None:
+        assert self._clock is not None, "setup() comes first"
         self._records.append(
             OrderRecord(
                 self._clock.now_ns if ts is None else ts,

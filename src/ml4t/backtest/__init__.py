@@ -47,8 +47,9 @@ from .core.broker import (
     SlippageModel,
 )
 from .core.calendar import Session
+from .core.clock import Clock
 from .core.context import Context
-from .core.data import Feed, RawBlock
+from .core.data import Chunk, Feed, RawBlock
 from .core.events import FillEvent, MarketEvent, OrderEvent, TradeEvent
 from .core.orders import Order, OrderRecord, OrderSide, OrderStatus, OrderType, TimeInForce
 from .core.portfolio import Portfolio
@@ -94,6 +95,8 @@ __all__ = [
     "BatchStrategy",
     "Broker",
     "BrokerListener",
+    "Chunk",
+    "Clock",
     "CommissionModel",
     "ConfidenceSizer",
     "ConfigError",

@@ -177,8 +177,9 @@ class Broker(OrderPort, Protocol):
     ``process_open`` (orders from earlier bars against this bar), strategy callbacks
     (which use the :class:`OrderPort` members), ``process_close`` (orders that fill at
     this bar's close); ``end_session`` after the last bar of each session.
-    ``has_pending`` lets the engine skip the phases when no order is working, which keeps
-    the loop cheap. After the run the engine reads :meth:`order_records`,
+    ``has_pending`` lets the engine skip the phases when the broker has nothing to do (no
+    order working and no per-bar check such as a margin account's), which keeps the loop
+    cheap. After the run the engine reads :meth:`order_records`,
     :meth:`settings` and :meth:`run_metrics` for the result. A new broker can check
     itself against this contract with :mod:`ml4t.backtest.testing`'s broker contract
     suite.
