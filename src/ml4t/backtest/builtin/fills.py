@@ -75,7 +75,7 @@ class FillMixin:
             self, order: Order, event: str, reason: str | None, ts: int | None = None
         ) -> None: ...
 
-        def _drop_done(self) -> None: ...
+        def _end(self, order: Order) -> None: ...
 
         def _after_fill(
             self, working: Working, old: float, new: float, ts: int, index: int
@@ -176,7 +176,6 @@ class FillMixin:
         for _, _, _, _, working, row, base in ranked[start:]:
             if working.order.status.is_open:
                 self._try_fill(chunk, working, row, base, ts, index)
-        self._drop_done()
 
     def _fill_market_batch(
         self, chunk: Chunk, batch: list[tuple[Any, ...]], ts: int, index: int
@@ -437,6 +436,8 @@ class FillMixin:
         )
         order.status = OrderStatus.FILLED if done else OrderStatus.PARTIALLY_FILLED
         self._log(order, "filled" if done else "partially_filled", reason)
+        if done:
+            self._end(order)
         assert self._clock is not None
         if self._record is not None:
             self._record(quantity, price, commission, self._clock.to_datetime(ts))

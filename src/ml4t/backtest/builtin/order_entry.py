@@ -220,8 +220,8 @@ class OrderEntry:
         order.status = OrderStatus.REJECTED
         order.reason = reason
         self._log(order, "rejected", reason)
+        self._end(order)
         self._unlink(order)
-        self._drop_done()
         assert self._listener is not None
         self._listener.order_rejected(order, reason)
 
@@ -233,15 +233,16 @@ class OrderEntry:
         order.status = OrderStatus.EXPIRED if event == "expired" else OrderStatus.CANCELLED
         order.reason = reason
         self._log(order, event, reason)
+        self._end(order)
         self._unlink(order)
-        self._drop_done()
         if notify and not own:
             assert self._listener is not None
             self._listener.order_cancelled(order, reason)
 
-    def _drop_done(self) -> None:
-        """Drop the orders that are no longer working from the pending book."""
-        self._pending = {i: w for i, w in self._pending.items() if w.order.status.is_open}
+    def _end(self, order: Order) -> None:
+        """Take an order that is no longer working (filled, rejected, cancelled, expired)
+        out of the pending book; the book holds exactly the working orders."""
+        self._pending.pop(order.order_id, None)
         self.has_pending = bool(self._pending) or self._watch
 
     # --- the orders log -------------------------------------------------------------------

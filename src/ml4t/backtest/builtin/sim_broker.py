@@ -494,7 +494,6 @@ class SimulationBroker(OrderEntry, FillMixin, FillTermsMixin, OrderLinks):
             self._finish(
                 order, "expired", "expired: DAY order not filled by the end of its session"
             )
-        self._drop_done()
 
     def __repr__(self) -> str:
         s = self.settings()
