@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from functools import cache
 from operator import attrgetter
@@ -146,8 +146,8 @@ def one_of(options: tuple[str, ...]) -> Rule:
     return choice
 
 
-def _rule(rule: Rule, default: Any) -> Any:
-    """A number field: its default and the rule its values obey."""
+def _rule(rule: Rule, *, default: Any) -> Any:
+    """A number field: the rule its values obey and its default."""
     return field(default=default, metadata={"rule": rule})
 
 
@@ -173,18 +173,18 @@ class BrokerSettings:
     ml4t.backtest.builtin.broker_settings.SettingError: volume_limit: must be in (0, 1], got 0
     """
 
-    initial_cash: float = _rule(positive_number, 100_000.0)
+    initial_cash: float = _rule(positive_number, default=100_000.0)
     fill_timing: FillTiming = "next_bar_open"
     fractional: bool = True
     allow_short: bool | None = None
     cash_policy: CashPolicy = "reject"
     account: AccountType = "cash"
-    initial_margin: float = _rule(fraction, 0.5)
-    maintenance_margin: float = _rule(fraction, 0.25)
-    max_leverage: float | None = _rule(leverage, None)
-    borrow_rate: float = _rule(non_negative, 0.0)
+    initial_margin: float = _rule(fraction, default=0.5)
+    maintenance_margin: float = _rule(fraction, default=0.25)
+    max_leverage: float | None = _rule(leverage, default=None)
+    borrow_rate: float = _rule(non_negative, default=0.0)
     margin_call: MarginCallPolicy = "liquidate"
-    volume_limit: float | None = _rule(fraction, None)
+    volume_limit: float | None = _rule(fraction, default=None)
     intrabar: IntrabarMode = "conservative"
     trail_reference: TrailReference = "high_low"
     exit_base: ExitBase = "fill_price"
@@ -245,9 +245,9 @@ SETTING_NAMES: tuple[str, ...] = tuple(f.name for f in fields(BrokerSettings))
 
 
 @cache
-def setting_types() -> dict[str, Any]:
+def setting_types() -> Mapping[str, Any]:
     """Return each setting's type (``Literal[...]``, ``bool``, ``float``, ``... | None``)."""
-    return get_type_hints(BrokerSettings)
+    return types.MappingProxyType(get_type_hints(BrokerSettings))
 
 
 @cache
