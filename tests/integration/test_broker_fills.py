@@ -376,3 +376,28 @@ def test_short_sale_books_proceeds_and_negative_position(
     assert t["direction"] == "short"
     assert t["pnl_gross"] == pytest.approx(10 * (99.0 - 92.0), abs=1e-9)
     assert t["pnl_net"] == pytest.approx(70.0 - c_in - c_out, abs=1e-9)
+
+
+def test_open_orders_in_on_fill_are_the_working_orders_only(
+    make_bars: Any, run_backtest: Any, at_day: Any
+) -> None:
+    # three market orders fill on bar 1, one by one: each fill's callback sees only the
+    # orders still working, never one that has already filled
+    from ml4t.backtest.testing import ScriptedStrategy
+
+    class Watcher(ScriptedStrategy):
+        def on_fill(self, fill: Any) -> None:
+            super().on_fill(fill)
+            working = self.get_open_orders()
+            assert all(o.status.is_open for o in working)
+            self.seen.append(sorted(o.order_id for o in working))
+
+    def on_bar(s: Any, e: Any, c: Any) -> None:
+        if at_day(e, 0):
+            for _ in range(3):
+                s.buy("A", 1)
+
+    strat = Watcher(on_bar)
+    strat.seen = []
+    run_backtest(_ohlc([NEUTRAL] * 3, make_bars), strategy=strat)
+    assert strat.seen == [[1, 2], [2], []]

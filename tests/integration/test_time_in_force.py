@@ -365,3 +365,26 @@ def test_gtd_expired_parent_cancels_its_oto_child(
     ]
     assert _events(result, child)[-1] == (_day(2), "cancelled")
     check_order_reports(result, strat)
+
+
+def test_gtd_order_replaced_to_gtc_no_longer_expires(
+    make_bars: Any, run_backtest: Any, at_day: Any
+) -> None:
+    # good through 3 Jan (bar 1), replaced on bar 1 by a GTC order: still working on 5 Jan
+    # (bar 3), where the dip fills it
+    rows = [NEUTRAL] * 5
+    rows[3] = DIP
+
+    def on_bar(s: Any, e: Any, c: Any) -> None:
+        if at_day(e, 0):
+            s.state["o"] = s.buy("A", 10, limit_price=95.0, expire_at=date(2024, 1, 3))
+        if at_day(e, 1):
+            s.replace_order(s.state["o"], time_in_force="gtc", expire_at=None)
+
+    result, strat = run_backtest(_bars(rows, make_bars), on_bar)
+    order = strat.state["o"]
+    assert order.time_in_force is TimeInForce.GTC
+    assert _fills(result) == [(_day(3), "buy", 10.0, 95.0)]
+    assert order.status is OrderStatus.FILLED
+    assert strat.cancelled == []
+    check_order_reports(result, strat)

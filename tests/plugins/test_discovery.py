@@ -166,8 +166,10 @@ def test_factory_returning_wrong_object_names_plugin(fake_entry_points, ep) -> N
 
     plugin = types.SimpleNamespace(ml4t_register_commission_models=ml4t_register_commission_models)
     fake_entry_points(ep("liar", plugin, "liar-dist"))
+    broker = SimulationBroker(commission="liar")  # a plugin's name: the engine resolves it
+    feed = PolarsDataFeed(make_bars(5), asset_id="A")
     with pytest.raises(PluginError, match=r"'liar' \(liar-dist 1.2.3\).*no calculate\(\)"):
-        SimulationBroker(commission="liar")
+        BacktestEngine(feed, ScriptedStrategy(), broker)
 
 
 def test_broken_plugin_stops_engine_construction(fake_entry_points, ep) -> None:

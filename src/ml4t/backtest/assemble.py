@@ -16,11 +16,12 @@ from typing import Any
 
 import polars as pl
 
+from .builtin.broker_settings import SETTING_NAMES, BrokerSettings, SettingError
 from .builtin.corporate import CorporateActions
 from .builtin.presets import preset_settings
 from .builtin.risk import as_exit_rules, as_risk_limits
-from .builtin.sim_broker import SimulationBroker
 from .config import (
+    BROKER_KEYS,
     BacktestConfig,
     check_data_files,
     check_names,
@@ -41,38 +42,14 @@ from .errors import ConfigError
 __all__ = ["BROKER_KEYS", "engine_arguments"]
 
 
-#: execution keys passed to the broker as they are
-BROKER_KEYS = (
-    "fill_timing",
-    "fractional",
-    "allow_short",
-    "cash_policy",
-    "account",
-    "initial_margin",
-    "maintenance_margin",
-    "max_leverage",
-    "borrow_rate",
-    "margin_call",
-    "volume_limit",
-    "intrabar",
-    "trail_reference",
-    "exit_base",
-    "exit_slippage",
-    "one_order_per_bar",
-    "slippage_within_bar",
-    "order_sizing",
-)
-
-
 def _check_broker_settings(params: dict[str, Any]) -> None:
-    """Validate the simulation-broker settings now, naming the ``execution`` key."""
-    plain = {k: v for k, v in params.items() if k in BROKER_KEYS or k == "initial_cash"}
+    """Validate the simulation-broker settings now, naming the config key of a bad one."""
     try:
-        SimulationBroker(**plain)
-    except ConfigError as exc:
-        key = str(exc).split(":", 1)[0]
+        BrokerSettings(**{k: v for k, v in params.items() if k in SETTING_NAMES})
+    except SettingError as exc:
+        key = exc.key
         where = "backtest.initial_capital" if key == "initial_cash" else f"execution.{key}"
-        raise ConfigError(f"{where}: {str(exc).split(':', 1)[-1].strip()}") from exc
+        raise ConfigError(f"{where}: {exc.problem}") from exc
 
 
 def _broker_objects(cfg: BacktestConfig) -> dict[str, Any]:

@@ -30,7 +30,8 @@ from collections.abc import Sequence
 from datetime import date
 from glob import glob
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from types import UnionType
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -41,17 +42,20 @@ from pydantic import (
     Field,
     PositiveFloat,
     ValidationError,
+    create_model,
     field_validator,
     model_validator,
 )
 
+from .builtin.broker_settings import SETTING_NAMES, setting_types
+from .builtin.presets import PresetName
 from .core.asof import parse_duration_ns
 from .errors import ConfigError, DataValidationError
-from .kernels.matching import IntrabarMode
 from .plugins import PluginManager, get_plugin_manager
 from .registry import PluginRegistry
 
 __all__ = [
+    "BROKER_KEYS",
     "BacktestConfig",
     "DataConfig",
     "ExecutionConfig",
@@ -209,36 +213,54 @@ class DataConfig(_Frozen):
         return self
 
 
-class ExecutionConfig(_Frozen):
-    """The ``execution`` section: broker, cost models and fill settings."""
+class _ExecutionModels(_Frozen):
+    """The ``execution`` keys naming the broker, a preset and the cost models."""
 
     broker: Spec = "simulation"
-    preset: Literal["vectorbt", "backtrader", "zipline"] | None = None
+    preset: PresetName | None = None
     commission: Spec | None = None
     slippage: Spec | None = None
     impact: Spec | None = None
-    fill_timing: Literal["next_bar_open", "same_bar_close", "next_bar_close"] | None = None
-    fractional: bool | None = None
-    allow_short: bool | None = None
-    cash_policy: Literal["reject", "resize", "allow"] | None = None
-    account: Literal["cash", "simple", "margin"] | None = None
-    initial_margin: Number | None = None
-    maintenance_margin: Number | None = None
-    max_leverage: Number | None = None
-    borrow_rate: Number | None = None
-    margin_call: Literal["liquidate", "liquidate_all"] | None = None
-    volume_limit: Number | None = None
-    intrabar: IntrabarMode | None = None
-    trail_reference: Literal["high_low", "close"] | None = None
+
+
+#: the broker settings a config gives under ``execution``: every field of
+#: :class:`~ml4t.backtest.builtin.broker_settings.BrokerSettings` but the initial cash,
+#: which is ``backtest.initial_capital``
+BROKER_KEYS: tuple[str, ...] = tuple(n for n in SETTING_NAMES if n != "initial_cash")
+
+
+def _config_type(hint: Any) -> Any:
+    """Return a setting's type as the config checks it: optional (None keeps the broker's
+    default), and a number is never a boolean."""
+    args = get_args(hint) if get_origin(hint) in (Union, UnionType) else (hint,)
+    (base,) = [a for a in args if a is not type(None)]
+    return (Number if base is float else base) | None
+
+
+if TYPE_CHECKING:  # the settings' keys are built below; typed code reads them by name
+    _ExecutionSettings = _ExecutionModels
+else:
+    _ExecutionSettings = create_model(
+        "_ExecutionSettings",
+        __base__=_ExecutionModels,
+        __module__=__name__,
+        **{key: (_config_type(setting_types()[key]), None) for key in BROKER_KEYS},
+    )
+
+
+class ExecutionConfig(_ExecutionSettings):
+    """The ``execution`` section: broker, cost models and fill settings.
+
+    Besides ``broker``, ``preset``, the cost models and the objects below, it has one key
+    per simulation-broker setting (:data:`BROKER_KEYS`, typed from
+    :class:`~ml4t.backtest.builtin.broker_settings.BrokerSettings`; the broker checks the
+    values' ranges), each ``None`` unless given.
+    """
+
     assets: str | dict[str, dict[str, Any]] | None = None
     corporate_actions: str | None = None
     exits: dict[str, Any] | None = None
     risk_limits: dict[str, Any] | None = None
-    exit_base: Literal["fill_price", "bar_close"] | None = None
-    exit_slippage: bool | None = None
-    one_order_per_bar: bool | None = None
-    slippage_within_bar: bool | None = None
-    order_sizing: Literal["at_fill", "at_order"] | None = None
 
     @field_validator("exits", "risk_limits")
     @classmethod

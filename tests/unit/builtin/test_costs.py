@@ -23,6 +23,7 @@ from ml4t.backtest import (
     SlippageModel,
     Strategy,
 )
+from ml4t.backtest.testing import ScriptedStrategy, make_bars
 
 BUY, SELL = 1, -1
 
@@ -171,13 +172,46 @@ def test_broker_model_names_and_objects() -> None:
 
 @pytest.mark.parametrize("kind", ["commission", "slippage"])
 def test_broker_unknown_model_name_lists_available(kind: str) -> None:
+    # a name that is not builtin may be a plugin's: the engine resolves it through its
+    # plugins and fails, at construction, listing the names available
+    kwargs: dict[str, Any] = {kind: "zero_cost"}
+    broker = SimulationBroker(**kwargs)
+    feed = PolarsDataFeed(make_bars(3), asset_id="A")
     with pytest.raises(ConfigError) as info:
-        kwargs: dict[str, Any] = {kind: "zero_cost"}
-        SimulationBroker(**kwargs)
+        BacktestEngine(feed, ScriptedStrategy(), broker)
     msg = str(info.value)
     assert "'zero_cost'" in msg
     assert "percentage" in msg
     assert "none" in msg
+
+
+def test_broker_builtin_model_names_build_without_a_plugin_manager(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib.metadata
+
+    import ml4t.backtest.plugins
+
+    def no_scan(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a builtin model name must not build a plugin manager")
+
+    monkeypatch.setattr(ml4t.backtest.plugins, "get_plugin_manager", no_scan)
+    monkeypatch.setattr(importlib.metadata, "entry_points", no_scan)
+    broker = SimulationBroker(
+        commission={"model": "per_share", "params": {"cost_per_share": 0.01}},
+        slippage="ml4t.backtest.builtin.slippage:NoSlippage",
+        impact="none",
+    )
+    assert isinstance(broker.commission_model, PerShareCommission)
+    assert broker.commission_model.cost_per_share == 0.01
+    assert isinstance(broker.slippage_model, NoSlippage)
+
+
+def test_broker_plugin_model_name_unresolved_outside_an_engine_is_an_error() -> None:
+    broker = SimulationBroker(commission="zero_cost")
+    assert isinstance(broker.commission_model, NoCommission)  # until the engine resolves it
+    with pytest.raises(ConfigError, match=r"^commission: 'zero_cost' is not a builtin"):
+        broker.setup(["A"], None, None)  # type: ignore[arg-type]
 
 
 def test_broker_model_dict_bad_param_value_config_error() -> None:

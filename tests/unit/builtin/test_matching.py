@@ -25,7 +25,7 @@ def _order(side: str, kind: str, **kw: float) -> Order:
 
 def _trailing(side: str, ref: float, **kw: float) -> Order:
     order = _order(side, "trailing_stop", **kw)
-    order._trail_ref = ref  # the broker sets the reference at submission
+    order.trail_reference_price = ref  # the broker sets the reference at submission
     return order
 
 
@@ -226,8 +226,7 @@ def test_match_order_triggered_stop_limit_works_as_plain_limit() -> None:
     # path 100 -> 101 -> 97 -> 99 never reaches the stop 103, but a triggered order is a
     # limit at 98: reached (101 - 98) / (101 - 97) = 0.75 into segment 1
     order = _order("buy", "stop_limit", stop_price=103.0, limit_price=98.0)
-    order._triggered = True
-    got = match_order(order, (100.0, 101.0, 97.0, 99.0))
+    got = match_order(order, (100.0, 101.0, 97.0, 99.0), triggered=True)
     assert got is not None
     assert got[0] == pytest.approx(1.75, abs=1e-12)
     assert got[1:] == (98.0, False)

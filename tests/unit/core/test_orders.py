@@ -107,3 +107,19 @@ def test_order_repr_limit_and_stop() -> None:
 
 def test_order_tag_kept() -> None:
     assert Order("A", "buy", 1, tag="entry").tag == "entry"
+
+
+def test_order_carries_no_broker_working_state() -> None:
+    # what the broker needs to work an order lives in its own record (builtin.working)
+    private = {name for name in Order.__slots__ if name.startswith("_")}
+    assert private == {"_signals_snapshot", "_context_snapshot"}
+
+
+def test_trail_level_follows_the_public_reference_price() -> None:
+    order = Order("A", "sell", 10, "trailing_stop", trail_amount=2.0)
+    assert math.isnan(order.trail_reference_price) and order.trail_level is None
+    order.trail_reference_price = 104.0  # the broker writes it
+    assert order.trail_level == 102.0
+    buy = Order("A", "buy", 10, "trailing_stop", trail_percent=0.1)
+    buy.trail_reference_price = 100.0
+    assert buy.trail_level == pytest.approx(110.0)

@@ -24,7 +24,7 @@ Per-asset margins from the registry override the account's fractions.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, get_args
 
 import numpy as np
 
@@ -32,10 +32,19 @@ if TYPE_CHECKING:
     from ..core.assets import AssetArrays
     from ..core.portfolio import Portfolio
 
-__all__ = ["ACCOUNT_TYPES", "MARGIN_CALL_POLICIES", "MarginBook", "qty_for_abs_cap"]
+__all__ = [
+    "ACCOUNT_TYPES",
+    "MARGIN_CALL_POLICIES",
+    "AccountType",
+    "MarginBook",
+    "MarginCallPolicy",
+    "qty_for_abs_cap",
+]
 
-ACCOUNT_TYPES = ("cash", "simple", "margin")
-MARGIN_CALL_POLICIES = ("liquidate", "liquidate_all")
+AccountType = Literal["cash", "simple", "margin"]
+MarginCallPolicy = Literal["liquidate", "liquidate_all"]
+ACCOUNT_TYPES: tuple[AccountType, ...] = get_args(AccountType)
+MARGIN_CALL_POLICIES: tuple[MarginCallPolicy, ...] = get_args(MarginCallPolicy)
 
 
 def qty_for_abs_cap(old: float, side: int, cap: float) -> float:

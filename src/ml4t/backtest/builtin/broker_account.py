@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from ..core.portfolio import Portfolio
     from .corporate import ActionSchedule
     from .risk import RiskLimits
+    from .working import Working
 
 __all__ = ["AccountEvents"]
 
@@ -73,7 +74,7 @@ class AccountEvents:
                 continue
             rate = broker._asset_borrow[c]
             if math.isnan(rate):
-                rate = broker.borrow_rate
+                rate = broker.config.borrow_rate
             if rate <= 0:
                 continue
             value = abs(q) * pf.mult[c] * pf.price_of(c)
@@ -95,9 +96,10 @@ class AccountEvents:
         if pf.qty[code] != 0:
             lot = broker._lot[code]
             pf.apply_split(code, ratio, lot if lot > 0 else 0.0, ts, index, pf.price_of(code))
-        for order in broker._pending:
-            if order._code != code:
+        for working in list(broker._pending.values()):
+            if working.code != code:
                 continue
+            order = working.order
             order.quantity = order.filled_quantity + broker._round_lot(
                 code, order.remaining_quantity * ratio
             )
@@ -108,7 +110,7 @@ class AccountEvents:
                 value = getattr(order, attr)
                 if value is not None:
                     setattr(order, attr, value / ratio)
-            order._trail_ref /= ratio
+            order.trail_reference_price /= ratio
             broker._log(order, "adjusted", f"{ratio:g}-for-1 split", ts)
             if order.quantity <= order.filled_quantity:
                 broker._finish(order, "cancelled", "cancelled: split left no whole lot to trade")
@@ -166,18 +168,19 @@ class AccountEvents:
     def _margin_call(self, equity: float, need: float) -> None:
         broker = self.broker
         self.margin_calls += 1
-        plan = self.margin.liquidation_plan(broker.margin_call)
+        policy = broker.config.margin_call
+        plan = self.margin.liquidation_plan(policy)
         note = (
             f"margin call: equity {equity:,.2f} below maintenance requirement {need:,.2f}; "
-            f"policy {broker.margin_call!r} closes {len(plan)} position(s)"
+            f"policy {policy!r} closes {len(plan)} position(s)"
         )
         broker._note_event(note)
         for code, signed in plan:
             asset = self.pf.asset_ids[code]
-            for working in list(broker._pending):
-                if working._code == code and _adds_after_close(working):
+            for working in list(broker._pending.values()):
+                if working.code == code and _adds_after_close(working):
                     broker._finish(
-                        working,
+                        working.order,
                         "cancelled",
                         f"cancelled: margin call liquidates the {asset} position; working "
                         "orders that would add exposure to it are cancelled",
@@ -191,20 +194,23 @@ class AccountEvents:
                 tag="margin_call",
                 reduce_only=True,
             )
-            order._managed = "margin_call"
-            broker._accept(order, code)
+            broker._accept(order, code, managed="margin_call")
 
     def _liquidating(self) -> bool:
         """Return True while a margin call's liquidation orders are still working."""
-        return any(o._managed == "margin_call" and o.status.is_open for o in self.broker._pending)
+        return any(
+            w.managed == "margin_call" and w.order.status.is_open
+            for w in self.broker._pending.values()
+        )
 
 
-def _adds_after_close(order: Order) -> bool:
+def _adds_after_close(working: Working) -> bool:
     """Return True if a working strategy order would add exposure once the position is closed.
 
     Reduce-only orders (and the broker's own position exits) cannot; a target order for a
     flat position fills nothing; every other order would open a position again.
     """
-    if not order.status.is_open or order._managed is not None or order.reduce_only:
+    order = working.order
+    if not order.status.is_open or working.managed is not None or order.reduce_only:
         return False
     return order.target_quantity != 0.0

@@ -34,7 +34,7 @@ from ..kernels.matching import touch as _kernel_touch
 if TYPE_CHECKING:
     from ..core.orders import Order
 
-__all__ = ["INTRABAR_MODES", "Match", "bar_path", "match_order", "touch"]
+__all__ = ["INTRABAR_MODES", "Match", "bar_path", "match_order", "mode_code", "touch"]
 
 #: (time on the bar's path, base price, stop-limit triggered on this bar)
 Match = tuple[float, float, bool]
@@ -43,10 +43,17 @@ _STOPS = (OrderType.STOP, OrderType.TRAILING_STOP)
 _MODE_CODES: dict[str, int] = {name: code for code, name in enumerate(INTRABAR_MODES)}
 
 
+def mode_code(mode: str) -> int:
+    """Return the code of intrabar mode ``mode`` (its index in :data:`INTRABAR_MODES`)."""
+    return _MODE_CODES[mode]
+
+
 def bar_path(o: float, h: float, lo: float, c: float, side: int, mode: str) -> BarPath:
     """Return the assumed price path ``(open, first extreme, second extreme, close)``.
 
-    ``mode`` is one of :data:`INTRABAR_MODES`; the rule is ``kernels.matching.path``.
+    ``mode`` is one of :data:`INTRABAR_MODES`; the rule is ``kernels.matching.path``,
+    which takes the mode's code (:func:`mode_code`): the broker resolves it once per run
+    and calls that directly.
     """
     return _kernel_path(o, h, lo, c, side, _MODE_CODES[mode])
 
@@ -66,8 +73,12 @@ def touch(
     return None if t < 0.0 else (t, price)
 
 
-def match_order(order: Order, path: BarPath) -> Match | None:
+def match_order(order: Order, path: BarPath, triggered: bool = False) -> Match | None:
     """Return where a limit, stop, stop-limit or trailing order fills on ``path``.
+
+    ``triggered``: the order's stop was reached on an earlier bar (a stop-limit then
+    works as a limit, a stop's remainder as a market order). A trailing stop's level is
+    measured from its ``trail_reference_price``.
 
     Returns ``None`` when it does not fill on this bar, and ``(inf, nan, True)`` when a
     stop-limit triggered but its limit was not reached (it rests as a limit).
@@ -79,17 +90,17 @@ def match_order(order: Order, path: BarPath) -> Match | None:
         assert order.limit_price is not None
         return _as_match(_kernel_touch(path, 0, o, order.limit_price, not buy), False)
     if kind in _STOPS:
-        if order._triggered:  # triggered earlier and partly filled: now a market order
+        if triggered:  # triggered earlier and partly filled: now a market order
             return 0.0, o, False
         if kind is OrderType.STOP:
             assert order.stop_price is not None
             level = order.stop_price
         else:
-            level = trail_level(order, order._trail_ref)
+            level = trail_level(order, order.trail_reference_price)
         return _as_match(_kernel_touch(path, 0, o, level, buy), False)
     if kind is OrderType.STOP_LIMIT:
         assert order.limit_price is not None and order.stop_price is not None
-        if order._triggered:
+        if triggered:
             return _as_match(_kernel_touch(path, 0, o, order.limit_price, not buy), False)
         t, price = _kernel_touch(path, 0, o, order.stop_price, buy)
         if t < 0.0:

@@ -1,10 +1,13 @@
-"""Order entry of the simulation broker: submit, validate, cancel, replace.
+"""Order entry of the simulation broker: submit, validate, cancel, replace; the orders log.
 
 Submission checks what can be checked before a fill: a well-formed order, a known asset,
 a quantity that is a multiple of the asset's lot (whole units when the broker is not
 fractional) and not below its minimum, a GTD expiry that parses; limit and stop prices are
 rounded to the asset's tick (against the trader). Everything that depends on the fill
 price — cash, margin, risk limits — is checked when the order fills (:mod:`.fills`).
+An accepted order gets a :class:`~.working.Working` record in the broker's pending book;
+an order ends filled (:mod:`.fills`), rejected, cancelled or expired (here), each event
+recorded in the orders log (``result.orders_df``).
 This is a mixin of :class:`~ml4t.backtest.builtin.sim_broker.SimulationBroker`.
 """
 
@@ -14,36 +17,35 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from ..core.assets import round_price
-from ..core.orders import Order, OrderType, TimeInForce
+from ..core.orders import Order, OrderRecord, OrderStatus, OrderType, TimeInForce
+from .working import Working
 
 if TYPE_CHECKING:
     from ..core.broker import BrokerListener
     from ..core.clock import Clock
     from ..core.portfolio import Portfolio
+    from .broker_settings import BrokerSettings
 
 __all__ = ["OrderEntry"]
 
 
 class OrderEntry:
-    """Order entry shared by the simulation broker (state is set up by the broker)."""
+    """Order entry and order endings of the simulation broker (state set up by it)."""
 
-    if TYPE_CHECKING:
+    if TYPE_CHECKING:  # provided by the other parts of the broker
 
-        def _reject(self, order: Order, reason: str) -> None: ...
+        def _unlink(self, order: Order) -> None: ...
 
-        def _finish(self, order: Order, event: str, reason: str, notify: bool = True) -> None: ...
-
-        def _log(
-            self, order: Order, event: str, reason: str | None, ts: int | None = None
-        ) -> None: ...
-
+    config: BrokerSettings
     portfolio: Portfolio
-    fractional: bool
     has_pending: bool
+    order_log: list[OrderRecord]
+    _watch: bool
     _clock: Clock | None
     _listener: BrokerListener | None
     _next_id: int
-    _pending: list[Order]
+    #: the working orders by order id, in the order they were accepted
+    _pending: dict[int, Working]
     _lot: list[float]
     _min_qty: list[float]
     _tick: list[float]
@@ -66,7 +68,6 @@ class OrderEntry:
         if problem is not None:
             order.order_id = self._next_id
             self._next_id += 1
-            order._created_ts = clock.now_ns
             self._log(order, "submitted", None)
             self._reject(order, problem)
             return order
@@ -81,7 +82,7 @@ class OrderEntry:
         if lot > 0:
             units = q / lot
             if abs(units - round(units)) > 1e-9 * max(1.0, units):
-                if lot == 1.0 and not self.fractional:
+                if lot == 1.0 and not self.config.fractional:
                     text = f"fractional quantity {q:g} while fractional=False (whole units only)"
                 else:
                     text = (
@@ -94,11 +95,10 @@ class OrderEntry:
                 f"{self._min_qty[code]:g}",
                 None,
             )
-        if order.time_in_force is TimeInForce.GTD:
-            try:
-                order._expire_ns = _to_ns(order.expire_at, self._clock.timezone)  # type: ignore[union-attr]
-            except (TypeError, ValueError) as exc:
-                return f"expire_at {order.expire_at!r} is not a date or time: {exc}", None
+        try:
+            self._expiry(order)
+        except (TypeError, ValueError) as exc:
+            return f"expire_at {order.expire_at!r} is not a date or time: {exc}", None
         note = None
         tick = self._tick[code]
         if not math.isnan(tick):
@@ -118,26 +118,39 @@ class OrderEntry:
                 note = f"rounded to tick {tick:g}: " + ", ".join(changed)
         return None, note
 
-    def _accept(self, order: Order, code: int, note: str | None = None) -> None:
+    def _expiry(self, order: Order) -> int | None:
+        """Return a GTD order's expiry as int ns UTC (None for other orders)."""
+        if order.time_in_force is not TimeInForce.GTD:
+            return None
+        assert self._clock is not None
+        return _to_ns(order.expire_at, self._clock.timezone)
+
+    def _accept(
+        self, order: Order, code: int, note: str | None = None, managed: str | None = None
+    ) -> Working:
+        """Give a checked order its id and put it in the pending book; return its record.
+
+        ``managed`` marks the broker's own orders (position exits, margin calls).
+        """
         clock = self._clock
         assert clock is not None
         order.order_id = self._next_id
         self._next_id += 1
-        order._created_ts = clock.now_ns
-        order._code = code
-        if order.order_type is OrderType.TRAILING_STOP and math.isnan(order._trail_ref):
-            order._trail_ref = self.portfolio.price_of(code)
+        working = Working(order, code, clock.now_ns, managed, self._expiry(order))
+        if order.order_type is OrderType.TRAILING_STOP and math.isnan(order.trail_reference_price):
+            order.trail_reference_price = self.portfolio.price_of(code)
         self._log(order, "submitted", note)
-        self._pending.append(order)
+        self._pending[order.order_id] = working
         self.has_pending = True
+        return working
 
     def cancel_order(self, order_id: int) -> bool:
         """Cancel a working order (and its unfilled children); False if it is not working."""
-        for order in self._pending:
-            if order.order_id == order_id and order.status.is_open:
-                self._finish(order, "cancelled", "cancelled by the strategy")
-                return True
-        return False
+        working = self._pending.get(order_id)
+        if working is None or not working.order.status.is_open:
+            return False
+        self._finish(working.order, "cancelled", "cancelled by the strategy")
+        return True
 
     def replace_order(self, order_id: int, **changes: Any) -> Order:
         """Change a working order in place (same id); it applies from the next bar.
@@ -162,9 +175,10 @@ class OrderEntry:
             raise ValueError(
                 f"replace_order: cannot change {sorted(unknown)}; allowed {sorted(allowed)}"
             )
-        order = next((o for o in self._pending if o.order_id == order_id), None)
-        if order is None or not order.status.is_open:
+        working = self._pending.get(order_id)
+        if working is None or not working.order.status.is_open:
             raise ValueError(f"replace_order: order {order_id} is not working")
+        order = working.order
         before = {k: getattr(order, k) for k in allowed}
         for key, value in changes.items():
             if key == "time_in_force":
@@ -178,13 +192,14 @@ class OrderEntry:
                 f"quantity {order.quantity:g} is not above the filled {order.filled_quantity:g}"
             )
         if problem is None:
-            problem, _ = self._check_new(order, order._code)
+            problem, _ = self._check_new(order, working.code)
         if problem is not None:
             for k, v in before.items():
                 setattr(order, k, v)
             raise ValueError(f"replace_order: {problem}")
         assert self._clock is not None
-        order._created_ts = self._clock.now_ns
+        working.created_ts = self._clock.now_ns
+        working.expire_ns = self._expiry(order)
         self._log(order, "replaced", ", ".join(f"{k}={v!r}" for k, v in changes.items()))
         return order
 
@@ -195,10 +210,84 @@ class OrderEntry:
         them); the broker's own margin-call liquidations are not.
         """
         return [
-            o
-            for o in self._pending
-            if o._managed != "margin_call" and (asset_id is None or o.asset_id == asset_id)
+            w.order
+            for w in self._pending.values()
+            if w.managed != "margin_call" and (asset_id is None or w.order.asset_id == asset_id)
         ]
+
+    # --- how orders end -------------------------------------------------------------------
+    def _reject(self, order: Order, reason: str) -> None:
+        order.status = OrderStatus.REJECTED
+        order.reason = reason
+        self._log(order, "rejected", reason)
+        self._end(order)
+        self._unlink(order)
+        assert self._listener is not None
+        self._listener.order_rejected(order, reason)
+
+    def _finish(self, order: Order, event: str, reason: str, notify: bool = True) -> None:
+        """Cancel or expire a working order and tell the strategy (not for the broker's
+        own orders)."""
+        working = self._pending.get(order.order_id)
+        own = working is not None and working.managed is not None
+        order.status = OrderStatus.EXPIRED if event == "expired" else OrderStatus.CANCELLED
+        order.reason = reason
+        self._log(order, event, reason)
+        self._end(order)
+        self._unlink(order)
+        if notify and not own:
+            assert self._listener is not None
+            self._listener.order_cancelled(order, reason)
+
+    def _end(self, order: Order) -> None:
+        """Take an order that is no longer working (filled, rejected, cancelled, expired)
+        out of the pending book; the book holds exactly the working orders."""
+        self._pending.pop(order.order_id, None)
+        self.has_pending = bool(self._pending) or self._watch
+
+    # --- the orders log -------------------------------------------------------------------
+    def order_records(self) -> list[OrderRecord]:
+        """Return the orders log: every order event and broker note so far, in order."""
+        return self.order_log
+
+    def _note_event(self, text: str) -> None:
+        """Record a broker event (margin call, halt) in the orders log."""
+        clock = self._clock
+        self.order_log.append(
+            OrderRecord(
+                clock.now_ns if clock else 0,
+                -1,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                "account",
+                text,
+                None,
+            )
+        )
+
+    def _log(self, order: Order, event: str, reason: str | None, ts: int | None = None) -> None:
+        clock = self._clock
+        self.order_log.append(
+            OrderRecord(
+                ts if ts is not None else clock.now_ns if clock else 0,
+                order.order_id,
+                order.asset_id,
+                order.side.value,
+                order.quantity,
+                order.order_type.value,
+                order.limit_price,
+                order.stop_price,
+                order.time_in_force.value,
+                event,
+                reason,
+                order.tag,
+            )
+        )
 
 
 def _to_ns(value: Any, timezone: str | None) -> int:

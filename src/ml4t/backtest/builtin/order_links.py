@@ -25,7 +25,10 @@ from ..core.orders import Order, OrderSide, OrderStatus, OrderType
 from .risk import ExitRules, as_exit_rules
 
 if TYPE_CHECKING:
+    from ..core.clock import Clock
     from ..core.portfolio import Portfolio
+    from .broker_settings import BrokerSettings
+    from .working import Working
 
 __all__ = ["OrderLinks"]
 
@@ -34,10 +37,12 @@ class OrderLinks:
     """Order-link bookkeeping shared by the simulation broker."""
 
     if TYPE_CHECKING:  # provided by the other parts of the broker
-        # provided by the broker
+
         def submit_order(self, order: Order) -> Order: ...
 
-        def _accept(self, order: Order, code: int, note: str | None = None) -> None: ...
+        def _accept(
+            self, order: Order, code: int, note: str | None = None, managed: str | None = None
+        ) -> Working: ...
 
         def _check_new(self, order: Order, code: int) -> tuple[str | None, str | None]: ...
 
@@ -45,15 +50,22 @@ class OrderLinks:
 
         def _reject(self, order: Order, reason: str) -> None: ...
 
+        def _log(
+            self, order: Order, event: str, reason: str | None, ts: int | None = None
+        ) -> None: ...
+
+    config: BrokerSettings
     portfolio: Portfolio
     exits: ExitRules | None
-    order_sizing: str
-    _pending: list[Order]
+    _clock: Clock | None
+    _fill_close: float
+    _pending: dict[int, Working]
     _tick: list[float]
 
     def _setup_links(self, asset_ids: Sequence[str]) -> None:
         self._exit_rules: dict[int, ExitRules | None] = {}
-        self._exit_groups: dict[int, list[Order]] = {}
+        #: asset code -> the working position exits of its position (one OCO group)
+        self._exit_groups: dict[int, list[Working]] = {}
         self._exit_index: dict[int, int] = {}
 
     # --- submission ---------------------------------------------------------------------
@@ -71,7 +83,7 @@ class OrderLinks:
         if stop_loss is None and take_profit is None:
             raise ValueError("a bracket needs stop_loss and/or take_profit")
         exit_side = OrderSide.SELL if entry.side is OrderSide.BUY else OrderSide.BUY
-        reduce = self.order_sizing == "at_fill"  # the legs only ever close what the entry opened
+        reduce = self.config.order_sizing == "at_fill"  # legs only close what the entry opened
         stop = tp = None
         if stop_loss is not None:
             stop = Order(
@@ -106,8 +118,7 @@ class OrderLinks:
         group = children if len(children) > 1 else None
         for c in children:
             c.oco = group
-            c._track = True
-        self._attach(entry, children)
+        self._attach(entry, children, track=True)
         return entry, stop, tp
 
     def submit_oto(self, parent: Order, child: Order) -> tuple[Order, Order]:
@@ -149,18 +160,21 @@ class OrderLinks:
                 return f"child order invalid: {problem}"
         return None
 
-    def _attach(self, parent: Order, children: list[Order]) -> None:
+    def _attach(self, parent: Order, children: list[Order], track: bool = False) -> None:
+        """Accept ``children`` as waiting for ``parent``; ``track``: sized to its fills."""
         for child in children:
             child.parent = parent
-            child._active = False
             parent.children.append(child)
-            self._accept(child, self.portfolio.code_of[child.asset_id])
+            working = self._accept(child, self.portfolio.code_of[child.asset_id])
+            working.active = False
+            working.track = track
 
     # --- after a fill or finish -------------------------------------------------------------
-    def _after_fill(
-        self, order: Order, code: int, old: float, new: float, ts: int, index: int
-    ) -> None:
-        if order.oco is not None and order._managed is None:
+    def _after_fill(self, working: Working, old: float, new: float, ts: int, index: int) -> None:
+        """Cancel OCO siblings, activate children and keep position exits in line after a
+        fill of ``working`` took its asset's position from ``old`` to ``new``."""
+        order, code = working.order, working.code
+        if order.oco is not None and working.managed is None:
             for other in order.oco:
                 if other is not order and other.status.is_open:
                     self._finish(
@@ -188,15 +202,16 @@ class OrderLinks:
                         )
 
     def _activate_children(self, parent: Order, ts: int | None) -> None:
-        clock = getattr(self, "_clock", None)
+        clock = self._clock
         for child in parent.children:
-            if not child.status.is_open or child._active:
+            working = self._pending.get(child.order_id)
+            if working is None or not child.status.is_open or working.active:
                 continue
-            child._active = True
-            child._created_ts = ts if ts is not None else (clock.now_ns if clock else 0)
-            if child._track:
+            working.active = True
+            working.created_ts = ts if ts is not None else (clock.now_ns if clock else 0)
+            if working.track:
                 child.quantity = parent.filled_quantity
-            self._log(child, "activated", f"parent order {parent.order_id} filled")  # type: ignore[attr-defined]
+            self._log(child, "activated", f"parent order {parent.order_id} filled")
 
     # --- position exits -----------------------------------------------------------------
     def set_exits(self, asset_id: str, rules: ExitRules | dict[str, Any] | None) -> None:
@@ -213,7 +228,8 @@ class OrderLinks:
         q = self.portfolio.qty[code]
         if q != 0:
             self._fill_close = math.nan  # measured from the latest close, not a fill
-            clock = self._clock  # type: ignore[attr-defined]
+            clock = self._clock
+            assert clock is not None
             self._sync_exits(code, 0.0, q, clock.now_ns, clock.now_index, parsed, restart=True)
 
     def _sync_exits(
@@ -230,10 +246,10 @@ class OrderLinks:
         flipped = old == 0 or (old > 0) != (new > 0)
         if new == 0 or rules is None or flipped or restart:
             if group:
-                for o in group:
-                    if o.status.is_open:
+                for w in group:
+                    if w.order.status.is_open:
                         self._finish(
-                            o,
+                            w.order,
                             "cancelled",
                             "cancelled: position exit no longer needed",
                             notify=False,
@@ -249,26 +265,27 @@ class OrderLinks:
         grew = abs(new) > abs(old)
         avg = self._exit_base(code)
         d = 1 if new > 0 else -1
-        for o in group:
+        for w in group:
+            o = w.order
             if not o.status.is_open:
                 continue
             o.quantity = o.filled_quantity + abs(new)
-            if grew and o._managed == "stop_loss" and rules.stop_loss is not None:
+            if grew and w.managed == "stop_loss" and rules.stop_loss is not None:
                 o.stop_price = self._level(code, avg * (1 - d * rules.stop_loss), -d)
-            elif grew and o._managed == "take_profit" and rules.take_profit is not None:
+            elif grew and w.managed == "take_profit" and rules.take_profit is not None:
                 o.limit_price = self._level(code, avg * (1 + d * rules.take_profit), d)
 
     def _exit_base(self, code: int) -> float:
         """Return the price position exits are measured from (see ``exit_base``)."""
-        if self.exit_base == "bar_close":  # type: ignore[attr-defined]
-            close: float = self._fill_close  # type: ignore[attr-defined]
+        if self.config.exit_base == "bar_close":
+            close = self._fill_close
             return close if close == close else self.portfolio.price_of(code)
         return float(self.portfolio.avg_cost[code])
 
     def _level(self, code: int, price: float, direction: int) -> float:
         return round_price(price, self._tick[code], direction)
 
-    def _place_exits(self, code: int, position: float, rules: ExitRules) -> list[Order]:
+    def _place_exits(self, code: int, position: float, rules: ExitRules) -> list[Working]:
         pf = self.portfolio
         asset = pf.asset_ids[code]
         avg = self._exit_base(code)
@@ -296,15 +313,16 @@ class OrderLinks:
                 trail_percent=rules.trailing_stop,
                 trail_amount=rules.trailing_amount,
             )
-            trail._trail_ref = avg
+            trail.trail_reference_price = avg
             orders.append(trail)
         if rules.max_bars is not None:
-            timed = Order(asset, side, qty, tag="time_exit")
-            timed._eligible_index = self._exit_index.get(code, 0) + rules.max_bars
-            orders.append(timed)
+            orders.append(Order(asset, side, qty, tag="time_exit"))
+        group = []
         for o in orders:
             o.oco = orders
-            o._managed = o.tag
             o.reduce_only = True
-            self._accept(o, code)
-        return orders
+            working = self._accept(o, code, managed=o.tag)
+            if rules.max_bars is not None and o.tag == "time_exit":
+                working.eligible_index = self._exit_index.get(code, 0) + rules.max_bars
+            group.append(working)
+        return group

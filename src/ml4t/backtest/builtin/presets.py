@@ -1,7 +1,9 @@
 """Presets: named sets of broker settings reproducing another framework's conventions.
 
 A preset is data, not code: each is a mapping of :class:`SimulationBroker` keyword
-arguments. ``SimulationBroker.preset("vectorbt", initial_cash=10_000, commission=...)``
+arguments: settings (fields of :class:`~.broker_settings.BrokerSettings`, checked against
+them when this module is imported, so a preset cannot hold an unknown key or a bad value)
+and cost-model specs. ``SimulationBroker.preset("vectorbt", initial_cash=10_000, commission=...)``
 builds a broker from one, with any keyword overriding the preset's value; in a config
 file, ``execution: {preset: vectorbt}`` does the same and the other ``execution`` keys
 override it. What each setting means is documented on :class:`SimulationBroker`; why
@@ -14,11 +16,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
 from ..errors import ConfigError
+from .broker_settings import SETTING_NAMES, BrokerSettings, SettingError
 
-__all__ = ["PRESETS", "preset_settings"]
+__all__ = ["PRESETS", "PresetName", "check_preset", "preset_settings"]
+
+#: a preset's name (``PRESETS`` holds one preset per name)
+PresetName = Literal["vectorbt", "backtrader", "zipline"]
+
+#: the cost-model keywords a preset may give besides the settings
+_COST_KEYS = ("commission", "slippage", "impact")
 
 _VECTORBT: dict[str, Any] = {
     # Portfolio.from_signals: orders fill at the signal bar's close (price=np.inf)
@@ -81,12 +90,28 @@ _ZIPLINE: dict[str, Any] = {
     "volume_limit": 0.1,
 }
 
+
+def check_preset(name: str, settings: dict[str, Any]) -> Mapping[str, Any]:
+    """Return a preset's keywords read-only, once they are known keys with valid values."""
+    unknown = sorted(set(settings) - {*SETTING_NAMES, *_COST_KEYS})
+    if unknown:
+        raise ConfigError(
+            f"preset {name!r}: unknown setting(s) {unknown}; a preset sets fields of "
+            f"BrokerSettings {list(SETTING_NAMES)} and cost models {list(_COST_KEYS)}"
+        )
+    try:
+        BrokerSettings(**{k: v for k, v in settings.items() if k in SETTING_NAMES})
+    except SettingError as exc:
+        raise ConfigError(f"preset {name!r}: {exc}") from exc
+    return MappingProxyType(settings)
+
+
 #: preset name -> broker keyword arguments (read-only)
 PRESETS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
     {
-        "vectorbt": MappingProxyType(_VECTORBT),
-        "backtrader": MappingProxyType(_BACKTRADER),
-        "zipline": MappingProxyType(_ZIPLINE),
+        "vectorbt": check_preset("vectorbt", _VECTORBT),
+        "backtrader": check_preset("backtrader", _BACKTRADER),
+        "zipline": check_preset("zipline", _ZIPLINE),
     }
 )
 

@@ -147,27 +147,39 @@ class Order:
         first, the order ends at its target; it is cancelled when the position is already
         there or beyond it. The ``order_target_*`` helpers place such orders.
 
+    Attributes
+    ----------
+    order_id : int
+        Set by the broker when it receives the order (-1 before).
+    status : OrderStatus
+        Where the order is in its lifecycle.
+    filled_quantity, avg_fill_price : float
+        Units filled so far and their average price (NaN before the first fill).
+    commission, slippage : float
+        Commission and slippage cost of the fills so far.
+    reason : str or None
+        Why the order last changed: a rejection, cancellation or expiry reason, or the
+        reason recorded on its last fill (a resize, a partial fill).
+    parent, children, oco : Order, list of Order, list of Order or None
+        Links: the parent an OTO or bracket child waits for, the children waiting for
+        this order, the one-cancels-other group it belongs to.
+    trail_reference_price : float
+        For a ``TRAILING_STOP``: the price its stop level is measured from (the best
+        price since submission, followed as the broker's ``trail_reference`` setting
+        says). NaN until the broker references it when it accepts the order; after that
+        the broker moves it after each bar. :attr:`trail_level` is the level it gives.
+
     Notes
     -----
-    The broker sets ``order_id``, ``status``, ``filled_quantity``, ``avg_fill_price``,
-    ``created_at``, ``reason``, ``parent``, ``children`` and ``oco``. Strategies should
-    treat them as read-only and change a working order with ``replace_order``.
+    The broker sets every attribute listed under Attributes; strategies should treat
+    them, and the order's parameters, as read-only and change a working order with
+    ``replace_order``. The broker keeps its own working state of an order (where it
+    trades, when it became eligible, whether a stop has triggered) apart from the order.
     """
 
     __slots__ = (
-        "_active",
-        "_code",
         "_context_snapshot",
-        "_created_row",
-        "_created_ts",
-        "_eligible_index",
-        "_expire_ns",
-        "_managed",
-        "_moc_bar",
         "_signals_snapshot",
-        "_track",
-        "_trail_ref",
-        "_triggered",
         "asset_id",
         "avg_fill_price",
         "children",
@@ -191,6 +203,7 @@ class Order:
         "time_in_force",
         "trail_amount",
         "trail_percent",
+        "trail_reference_price",
     )
 
     def __init__(
@@ -233,19 +246,9 @@ class Order:
         self.parent: Order | None = None
         self.children: list[Order] = []
         self.oco: list[Order] | None = None
-        self._code = -1
-        self._created_ts = 0
-        self._created_row: Any = None
+        self.trail_reference_price = math.nan
         self._signals_snapshot: dict[str, float] | None = None
         self._context_snapshot: dict[str, float] | None = None
-        self._active = True
-        self._triggered = False
-        self._trail_ref = math.nan
-        self._eligible_index = -1
-        self._expire_ns: int | None = None
-        self._managed: str | None = None
-        self._moc_bar: Any = None
-        self._track = False
 
     def validation_error(self) -> str | None:
         """Return why the order is malformed, or ``None`` if it is well formed."""
@@ -300,10 +303,15 @@ class Order:
 
     @property
     def trail_level(self) -> float | None:
-        """Return a trailing stop's current level (``None`` before it is referenced)."""
-        if self.order_type is not OrderType.TRAILING_STOP or math.isnan(self._trail_ref):
+        """Return a trailing stop's current level (``None`` before it is referenced).
+
+        The level trails ``trail_reference_price`` by the order's ``trail_amount`` or
+        ``trail_percent``: below it for a sell, above it for a buy (see :func:`trail_level`).
+        """
+        ref = self.trail_reference_price
+        if self.order_type is not OrderType.TRAILING_STOP or math.isnan(ref):
             return None
-        return trail_level(self, self._trail_ref)
+        return trail_level(self, ref)
 
     def __repr__(self) -> str:
         price = ""
