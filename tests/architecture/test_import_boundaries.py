@@ -76,7 +76,15 @@ LAYERS: dict[str, tuple[str, ...]] = {
     ),
     f"{P}.declarative": (f"{P}.core", f"{P}.builtin", f"{P}.kernels", f"{P}.errors"),
     f"{P}.alignment": (f"{P}.core", f"{P}.errors"),
-    f"{P}.config": (f"{P}.core", f"{P}.kernels", f"{P}.errors", f"{P}.plugins", f"{P}.registry"),
+    # the schema derives from the simulation broker's settings object and presets
+    f"{P}.config": (
+        f"{P}.core",
+        f"{P}.kernels",
+        f"{P}.errors",
+        f"{P}.plugins",
+        f"{P}.registry",
+        f"{P}.builtin",
+    ),
     f"{P}.assemble": (f"{P}.config", f"{P}.builtin", f"{P}.core", f"{P}.errors"),
 }
 

@@ -182,3 +182,24 @@ def test_presets_hold_only_settings_and_cost_models() -> None:
         check_preset("x", {"fill_timng": "same_bar_close"})
     with pytest.raises(ConfigError, match=r"^preset 'x': intrabar: must be one of"):
         check_preset("x", {"intrabar": "sideways"})
+
+
+def test_typed_setting_attributes_match_the_settings_fields() -> None:
+    """The attributes SimulationBroker declares for type checkers are exactly the settings."""
+    import ast
+    import inspect
+
+    from ml4t.backtest.builtin import sim_broker
+    from ml4t.backtest.builtin.broker_settings import SETTING_NAMES
+
+    tree = ast.parse(inspect.getsource(sim_broker))
+    cls = next(
+        n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "SimulationBroker"
+    )
+    block = next(
+        n
+        for n in cls.body
+        if isinstance(n, ast.If) and isinstance(n.test, ast.Name) and n.test.id == "TYPE_CHECKING"
+    )
+    declared = [n.target.id for n in block.body if isinstance(n, ast.AnnAssign)]  # type: ignore[union-attr]
+    assert declared == list(SETTING_NAMES)

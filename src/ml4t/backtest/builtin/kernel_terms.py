@@ -9,20 +9,33 @@ the compiled signal runner use them. ``SimulationBroker.kernel_problem`` and
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from ..kernels import _layout as layout
 from .broker_settings import CASH_POLICIES
 from .impact import NoImpact
 
 if TYPE_CHECKING:
-    from .sim_broker import SimulationBroker
+    from ..core.assets import AssetRegistry
+    from .broker_settings import BrokerSettings
 
-__all__ = ["kernel_formula", "kernel_problem", "kernel_settings"]
+__all__ = ["KernelBroker", "kernel_formula", "kernel_problem", "kernel_settings"]
 
 
-def kernel_problem(broker: SimulationBroker) -> str | None:
+class KernelBroker(Protocol):
+    """What the kernel terms read of a simulation broker: settings, models, limits."""
+
+    config: BrokerSettings
+    commission_model: Any
+    slippage_model: Any
+    impact_model: Any
+    risk_limits: Any
+    assets: AssetRegistry
+
+
+def kernel_problem(broker: KernelBroker) -> str | None:
     """Return why fills cannot be computed by the Numba kernels, or None if they can.
 
     The kernels cover cash and simple accounts (no borrow fee on shorts) without volume
@@ -59,29 +72,27 @@ def kernel_problem(broker: SimulationBroker) -> str | None:
     return None
 
 
-def kernel_settings(broker: SimulationBroker) -> tuple[np.ndarray, np.ndarray]:
+def kernel_settings(broker: KernelBroker) -> tuple[np.ndarray, np.ndarray]:
     """Return the kernels' settings arrays ``(ip, fp)`` for the costs and cash rules.
 
     Only valid when :func:`kernel_problem` returns None.
     """
-    from ..kernels import _layout as K
-
     s = broker.config
     ck, cparams = kernel_formula(broker.commission_model, "calculate")  # type: ignore[misc]
     sk, sparams = kernel_formula(broker.slippage_model, "fill_price")  # type: ignore[misc]
-    ip = np.zeros(K.IP_SIZE, dtype=np.int64)
-    fp = np.full(K.FP_SIZE, np.nan)
-    ip[K.IP_CASH_POLICY] = CASH_POLICIES.index(s.cash_policy)
-    ip[K.IP_EXIT_SLIP] = int(s.exit_slippage)
-    ip[K.IP_SLIP_IN_BAR] = int(s.slippage_within_bar)
-    ip[K.IP_COMM] = ck
-    ip[K.IP_SLIP] = sk
-    ip[K.IP_ALLOW_SHORT] = int(bool(s.allow_short))
-    ip[K.IP_ONE_PER_BAR] = int(s.one_order_per_bar)
-    fp[K.FP_COMM : K.FP_COMM + 3] = 0.0
-    fp[K.FP_COMM : K.FP_COMM + len(cparams)] = cparams
-    fp[K.FP_SLIP] = sparams[0] if sparams else 0.0
-    fp[K.FP_LOT] = 0.0 if s.fractional else 1.0
+    ip = np.zeros(layout.IP_SIZE, dtype=np.int64)
+    fp = np.full(layout.FP_SIZE, np.nan)
+    ip[layout.IP_CASH_POLICY] = CASH_POLICIES.index(s.cash_policy)
+    ip[layout.IP_EXIT_SLIP] = int(s.exit_slippage)
+    ip[layout.IP_SLIP_IN_BAR] = int(s.slippage_within_bar)
+    ip[layout.IP_COMM] = ck
+    ip[layout.IP_SLIP] = sk
+    ip[layout.IP_ALLOW_SHORT] = int(bool(s.allow_short))
+    ip[layout.IP_ONE_PER_BAR] = int(s.one_order_per_bar)
+    fp[layout.FP_COMM : layout.FP_COMM + 3] = 0.0
+    fp[layout.FP_COMM : layout.FP_COMM + len(cparams)] = cparams
+    fp[layout.FP_SLIP] = sparams[0] if sparams else 0.0
+    fp[layout.FP_LOT] = 0.0 if s.fractional else 1.0
     return ip, fp
 
 

@@ -49,7 +49,10 @@ from .risk import as_exit_rules, as_risk_limits
 from .working import Working
 
 if TYPE_CHECKING:
+    from ..kernels.matching import IntrabarMode
     from ..registry import PluginRegistry
+    from .accounts import AccountType, MarginCallPolicy
+    from .broker_settings import CashPolicy, ExitBase, FillTiming, OrderSizing, TrailReference
 
 __all__ = ["SimulationBroker", "ml4t_make_broker", "ml4t_register_brokers"]
 
@@ -214,9 +217,28 @@ class SimulationBroker(OrderEntry, FillMixin, FillTermsMixin, OrderLinks):
         self.order_log: list[OrderRecord] = []
         self.portfolio = Portfolio(self.config.initial_cash, [])
 
-    if TYPE_CHECKING:  # the settings' read-only attributes (installed by settings_attributes)
-
-        def __getattr__(self, name: str) -> Any: ...
+    if TYPE_CHECKING:
+        # the settings' read-only attributes, installed by settings_attributes from
+        # BrokerSettings (a test checks this list against the settings' fields)
+        initial_cash: float
+        fill_timing: FillTiming
+        fractional: bool
+        allow_short: bool
+        cash_policy: CashPolicy
+        account: AccountType
+        initial_margin: float
+        maintenance_margin: float
+        max_leverage: float | None
+        borrow_rate: float
+        margin_call: MarginCallPolicy
+        volume_limit: float | None
+        intrabar: IntrabarMode
+        trail_reference: TrailReference
+        exit_base: ExitBase
+        exit_slippage: bool
+        one_order_per_bar: bool
+        slippage_within_bar: bool
+        order_sizing: OrderSizing
 
     @classmethod
     def preset(

@@ -112,8 +112,10 @@ class OrderPort(Protocol):
     ``NotImplementedError`` naming it, or rejects the order with a reason.
     """
 
-    #: whether quantities may have a fractional part
-    fractional: bool
+    @property
+    def fractional(self) -> bool:
+        """Whether quantities may have a fractional part."""
+        ...
 
     @property
     def exact_quantities(self) -> bool:
@@ -121,10 +123,15 @@ class OrderPort(Protocol):
         helpers may then skip :meth:`round_quantity`."""
         ...
 
-    #: ``"at_fill"``: the broker resolves reduce-only and target orders against the
-    #: position when they fill, so closing and target helpers place those;
-    #: ``"at_order"``: the helpers place plain orders sized now
-    order_sizing: str
+    @property
+    def order_sizing(self) -> str:
+        """``"at_fill"`` or ``"at_order"``.
+
+        ``"at_fill"``: the broker resolves reduce-only and target orders against the
+        position when they fill, so closing and target helpers place those;
+        ``"at_order"``: the helpers place plain orders sized now.
+        """
+        ...
 
     def submit_order(self, order: Order) -> Order:
         """Accept (or reject, with a reason) an order placed at the current timestamp."""
