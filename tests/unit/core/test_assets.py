@@ -13,12 +13,8 @@ import pandas as pd
 import polars as pl
 import pytest
 
-from ml4t.backtest.core.assets import (
-    AssetRegistry,
-    AssetSpec,
-    round_price,
-    round_to_lot,
-)
+from ml4t.backtest.core.assets import AssetRegistry, AssetSpec
+from ml4t.backtest.core.orders import round_price, round_to_lot
 from ml4t.backtest.errors import ConfigError
 
 ES = {"asset_class": "future", "multiplier": 50, "tick_size": 0.25, "initial_margin": 12_000}

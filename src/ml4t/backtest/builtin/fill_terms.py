@@ -14,10 +14,9 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from ..core.assets import round_price, round_to_lot
 from ..core.clock import describe_ts
 from ..core.data import PRICE_COLUMNS, Chunk
-from ..core.orders import Order, OrderType, TimeInForce
+from ..core.orders import Order, OrderType, TimeInForce, round_price, round_to_lot
 from ..errors import PluginError, RejectOrder
 from .accounts import qty_for_abs_cap
 from .fill_reasons import cash_text, resized_text

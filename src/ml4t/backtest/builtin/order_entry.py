@@ -16,8 +16,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from ..core.assets import round_price
-from ..core.orders import Order, OrderRecord, OrderStatus, OrderType, TimeInForce
+from ..core.orders import Order, OrderRecord, OrderStatus, OrderType, TimeInForce, round_price
 from .working import Working
 
 if TYPE_CHECKING:

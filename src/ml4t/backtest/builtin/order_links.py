@@ -20,8 +20,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..core.assets import round_price
-from ..core.orders import Order, OrderSide, OrderStatus, OrderType
+from ..core.orders import Order, OrderSide, OrderStatus, OrderType, round_price
 from .risk import ExitRules, as_exit_rules
 
 if TYPE_CHECKING:

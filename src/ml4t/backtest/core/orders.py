@@ -8,8 +8,12 @@ strategy is *told* about an order arrives as immutable events (see :mod:`.events
 from __future__ import annotations
 
 import math
+from decimal import Decimal
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any, NamedTuple
+
+from ..errors import ConfigError
 
 __all__ = [
     "Order",
@@ -18,6 +22,8 @@ __all__ = [
     "OrderStatus",
     "OrderType",
     "TimeInForce",
+    "round_price",
+    "round_to_lot",
     "trail_level",
 ]
 
@@ -347,3 +353,104 @@ def trail_level(order: Order, ref: float) -> float:
 
 def _positive(x: float | None) -> bool:
     return x is not None and math.isfinite(x) and x > 0
+
+
+# -- rounding to an asset's lot and tick -----------------------------------------------------
+
+_TOLERANCE = 1e-9  # in units of lots/ticks: float error, never a real fraction of a lot
+
+
+def _near_whole(units: float) -> int | None:
+    """Return the whole number within float tolerance of ``units``, else None."""
+    nearest = round(units)
+    # relative term: ulp noise of a large count (1e8 lots) exceeds the absolute 1e-9
+    return nearest if abs(units - nearest) <= max(_TOLERANCE, abs(units) * 1e-12) else None
+
+
+@lru_cache(maxsize=256)
+def _decimals(step: float) -> int:
+    """Return the decimal places of ``step`` as written (0.25 -> 2, 1e-08 -> 8, 5.0 -> 0)."""
+    exponent = Decimal(repr(step)).normalize().as_tuple().exponent
+    return max(0, -int(exponent))
+
+
+def _step(name: str, step: float | None) -> float | None:
+    if step is None or math.isnan(step):
+        return None
+    if not step > 0 or math.isinf(step):
+        raise ConfigError(f"{name} must be > 0 and finite, got {step}")
+    return float(step)
+
+
+def round_to_lot(quantity: float, lot: float | None) -> float:
+    """Round ``quantity`` toward zero to a whole number of lots.
+
+    A quantity within 1e-9 lots of a whole number counts as that number, so float noise
+    does not lose a lot (2.9999999999 lots of 1 -> 3.0). The result is rounded to the
+    lot's decimal places (3 lots of 0.1 -> 0.3, not 0.30000000000000004).
+
+    Parameters
+    ----------
+    quantity : float
+        Signed quantity (negative for sells/shorts keeps its sign).
+    lot : float or None
+        Lot size, > 0; ``None`` or NaN returns ``quantity`` unchanged.
+
+    Raises
+    ------
+    ConfigError
+        ``lot`` is zero, negative or infinite.
+    ValueError
+        ``quantity`` is not finite.
+    """
+    size = _step("lot", lot)
+    if size is None:
+        return float(quantity)
+    if not math.isfinite(quantity):
+        raise ValueError(f"quantity must be finite, got {quantity}")
+    lots = quantity / size
+    whole = _near_whole(lots)
+    count = math.trunc(lots) if whole is None else whole
+    return round(count * size, _decimals(size)) + 0.0  # + 0.0 turns -0.0 into 0.0
+
+
+def round_price(price: float, tick: float | None, direction: int = 0) -> float:
+    """Round ``price`` to a multiple of ``tick``.
+
+    Prices within 1e-9 ticks of a multiple count as on it, so 101.23 stays 101.23 with a
+    0.01 tick although ``101.23 / 0.01`` is 10123.000000000002 in floating point.
+
+    Parameters
+    ----------
+    price : float
+        The price.
+    tick : float or None
+        Tick size, > 0; ``None`` or NaN returns ``price`` unchanged.
+    direction : int
+        ``+1`` rounds up, ``-1`` down, ``0`` to the nearest tick (half a tick rounds up).
+
+    Raises
+    ------
+    ConfigError
+        ``tick`` is zero, negative or infinite, or ``direction`` is not -1, 0 or 1.
+    ValueError
+        ``price`` is not finite.
+    """
+    size = _step("tick", tick)
+    if direction not in (-1, 0, 1):
+        raise ConfigError(f"direction must be -1, 0 or 1, got {direction!r}")
+    if size is None:
+        return float(price)
+    if not math.isfinite(price):
+        raise ValueError(f"price must be finite, got {price}")
+    ticks = price / size
+    whole = _near_whole(ticks)
+    if whole is not None:
+        count = whole
+    elif direction > 0:
+        count = math.ceil(ticks)
+    elif direction < 0:
+        count = math.floor(ticks)
+    else:
+        count = math.floor(ticks + 0.5)
+    return round(count * size, _decimals(size)) + 0.0

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .assets import round_to_lot
+from .orders import round_to_lot
 from .trades import TradeTracker
 
 __all__ = ["Portfolio"]
