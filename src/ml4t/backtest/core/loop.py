@@ -31,7 +31,7 @@ from .context import Context
 from .culprit import ModelFiles, PluginBlame, find_culprit
 from .data import Chunk, Feed, row_of
 from .history import History
-from .marking import Marker
+from .marking import TimestampBooks
 from .results import RunRecord, build_result
 
 if TYPE_CHECKING:
@@ -105,7 +105,7 @@ class Run:
         self.run_info: dict[str, Any] = {"mode": self.mode}
         #: what the runner has booked: timestamps per block and the marked books
         self.ts_parts: list[np.ndarray] = []
-        self.marker: Marker | None = None
+        self.books: TimestampBooks | None = None
         self.span = (0, 1)
         self.outside_session_bars = 0
         self.outside_first: str | None = None
@@ -196,7 +196,7 @@ class Run:
         pf.price_of = self.price_of
         pf.trades.scanner = self.history.extremes
         clock.override_ns, clock.base_index, clock.i = -1, 0, 0
-        self.marker = Marker(pf.initial_cash, pf.mult, pf.is_future)
+        self.books = TimestampBooks(pf.initial_cash, pf.mult, pf.is_future)
 
     def execute(self, progress: Progress | None = None) -> BacktestResult:
         """Run the backtest once, in whichever runner, and return its result.
@@ -277,10 +277,10 @@ class Run:
             run_info=self.run_info,
             provenance=self.setup.provenance(),
         )
-        assert self.marker is not None
+        assert self.books is not None
         # user code -> BacktestEngine.run -> Run.execute -> Run.result -> build_result
         return build_result(
-            record, self.ts_parts, self.marker.arrays(), elapsed, complete, stacklevel=4
+            record, self.ts_parts, self.books.arrays(), elapsed, complete, stacklevel=4
         )
 
     def outside_message(self) -> str:

@@ -262,7 +262,7 @@ def _warm_up(ip: np.ndarray, fp: np.ndarray, rules_i: np.ndarray, rules_f: np.nd
     return time.perf_counter() - t0
 
 
-class _Books:
+class _LedgerWriter:
     """Turns the kernel's fill and trade arrays into the portfolio's ledger and trades."""
 
     def __init__(self, run: Run, state: _State) -> None:
@@ -341,27 +341,27 @@ class _Books:
             reasons[f] = "; ".join(parts)
         m = fi.shape[0]
         pf.fills.extend_columns(
-            (
-                ts,
-                fi[:, 0],
-                fi[:, 3],
-                [ids[c] for c in fi[:, 2].tolist()],
-                ff[:, 0],
-                ff[:, 1],
-                ff[:, 2],
-                ff[:, 3],
-                [_TAGS[t] for t in tags.tolist()],
-                ff[:, L.FF_REALIZED],
-                fi[:, 2],
-                ff[:, L.FF_CASH_AFTER],
-                ff[:, L.FF_QTY_AFTER],
-                np.zeros(m),
-                ["fill"] * m,
-                ff[:, L.FF_AVG_AFTER],
-                np.zeros(m),
-                reasons,
-                np.zeros(m),
-            )
+            {
+                "timestamp": ts,
+                "ts_index": fi[:, 0],
+                "order_id": fi[:, 3],
+                "asset_id": [ids[c] for c in fi[:, 2].tolist()],
+                "quantity": ff[:, 0],
+                "price": ff[:, 1],
+                "commission": ff[:, 2],
+                "slippage": ff[:, 3],
+                "tag": [_TAGS[t] for t in tags.tolist()],
+                "realized_pnl": ff[:, L.FF_REALIZED],
+                "code": fi[:, 2],
+                "cash_after": ff[:, L.FF_CASH_AFTER],
+                "position_after": ff[:, L.FF_QTY_AFTER],
+                "impact": np.zeros(m),
+                "kind": ["fill"] * m,
+                "avg_cost_after": ff[:, L.FF_AVG_AFTER],
+                "accrued_after": np.zeros(m),
+                "reason": reasons,
+                "amount": np.zeros(m),
+            }
         )
         realized = pf.realized
         for code, value in zip(fi[:, 2].tolist(), ff[:, L.FF_REALIZED].tolist(), strict=True):
@@ -496,9 +496,9 @@ class SignalKernelRunner:
         ip, fp, rules_i, rules_f, columns = _settings(run, self.strategy)
         compile_seconds = _warm_up(ip, fp, rules_i, rules_f)
         state = _State(len(clock.asset_ids), pf.initial_cash)
-        books = _Books(run, state)
-        marker = run.marker
-        assert marker is not None
+        ledger = _LedgerWriter(run, state)
+        timestamp_books = run.books
+        assert timestamp_books is not None
         k0 = 0
         kernel_seconds = 0.0
         span = run.span
@@ -537,7 +537,7 @@ class SignalKernelRunner:
                     *books_t,
                 )
                 kernel_seconds += time.perf_counter() - t1
-                books.drain(block, k0)
+                ledger.drain(block, k0)
                 if t >= T:
                     break
                 need = (
@@ -547,15 +547,15 @@ class SignalKernelRunner:
                 )
                 if need > state.p_code.shape[0]:
                     state._pending(2 * state.p_code.shape[0])
-            books.carry(block, k0)
+            ledger.carry(block, k0)
             run.ts_parts.append(block.ts)
-            marker.append_books(*books_t)
+            timestamp_books.append_books(*books_t)
             k0 += T
             last_ts = int(block.ts[-1])
             if progress is not None:
                 lo, hi = span
                 progress(min(max((last_ts - lo) / max(hi - lo, 1), 0.0), 1.0))
-        books.finish(last_ts)
+        ledger.finish(last_ts)
         if k0:
             clock.override_ns = last_ts
             run.close_open_trades(last_ts, k0 - 1)
