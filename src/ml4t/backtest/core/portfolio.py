@@ -117,7 +117,8 @@ class Portfolio:
 
     def equity(self) -> float:
         """Return cash plus accrued dividends plus the net value of all positions."""
-        return self.cash + self.accrued + self.mark()[0]
+        net, _ = self.mark()
+        return self.cash + self.accrued + net
 
     def unrealized_pnl(self, code: int) -> float:
         """Return the unrealized P&L of one asset at its last price."""
