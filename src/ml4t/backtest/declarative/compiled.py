@@ -108,7 +108,8 @@ def kernel_problem(run: Run, strategy: SignalStrategy) -> str | None:
 class _State:
     """Kernel state carried across blocks (arrays indexed by asset code), and its outputs.
 
-    Attributes are the kernel's arguments of the same names (:mod:`~..kernels._layout`).
+    Attributes are the kernel's arguments of the same names
+    (:mod:`ml4t.backtest.kernels._layout`).
     """
 
     def __init__(self, n: int, cash: float) -> None:
