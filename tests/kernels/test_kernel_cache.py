@@ -38,4 +38,4 @@ def test_kernel_cache_stamp_covers_the_real_kernels() -> None:
     from ml4t.backtest import kernel_cache
 
     names = {p.name for p in kernel_cache.KERNELS.glob("*.py")}
-    assert {"signal.py", "fills.py", "costs.py", "matching.py"} <= names
+    assert {"signal_kernel.py", "fills.py", "costs.py", "matching.py"} <= names

@@ -326,7 +326,7 @@ def test_more_fills_than_the_kernel_buffer_holds() -> None:
     """Enter every other bar and leave after one, until the kernel's fill buffer is drained."""
     from ml4t.backtest.declarative.compiled import _State
 
-    capacity = _State(4, 1.0).f_i.shape[0]  # only to size the scenario past the buffer
+    capacity = _State(4, 1.0).fills.ints.shape[0]  # only to size the scenario past the buffer
     n_bars = capacity // 4 + 500
     frame = make_frame(4, n_bars, 3, 0.0, 0.0)
     kwargs: dict[str, Any] = {

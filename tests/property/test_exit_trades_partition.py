@@ -64,7 +64,7 @@ def _book(
     end = len(fills)
     open_codes = sorted(pf.trades.open)
     pf.trades.close_all_open(end, end, pf.price_of)
-    is_fill = np.asarray([k == "fill" for k in pf.fills.column(14)], dtype=bool)
+    is_fill = np.asarray([k == "fill" for k in pf.fills.column("kind")], dtype=bool)
     cols = exit_trade_columns(
         pf.fills,
         is_fill,
@@ -105,7 +105,13 @@ def test_exit_trades_partition_round_trips(
         assert both[col].to_list() == both[f"{col}_x"].to_list(), col
     # each closed exit trade's gross P&L is its fill's realized P&L, bit for bit
     closed = exits.filter(~pl.col("is_open"))
-    realized = dict(zip(pf.fills.column(2).tolist(), pf.fills.column(9).tolist(), strict=True))
+    realized = dict(
+        zip(
+            pf.fills.column("order_id").tolist(),
+            pf.fills.column("realized_pnl").tolist(),
+            strict=True,
+        )
+    )
     assert closed["pnl_gross"].to_list() == [realized[o] for o in closed["exit_order_id"]]
     # total commission is allocated exactly once
     assert exits["commission"].sum() == pytest.approx(sum(f[3] for f in fills), rel=1e-9, abs=1e-9)

@@ -1,11 +1,12 @@
 """Keep numba's on-disk cache of the kernels consistent with their sources.
 
 Numba's ``cache=True`` checks only the source file of the function it compiled, not the
-files of the kernels that function calls. Our kernels call across modules (``signal`` calls
-``fills``, ``costs`` and ``matching``), so after a change to one file a caller could be
-loaded stale from the cache. :func:`drop_stale_cache` keeps a stamp of every kernel
-source beside the cache and deletes the cached kernels when any source differs. It runs
-once, when the package is imported, before any kernel is compiled.
+files of the kernels that function calls. Our kernels call across modules
+(``signal_kernel`` calls ``fill_phase``, ``fills``, ``costs``, ``matching``...), so after a
+change to one file a caller could be loaded stale from the cache. :func:`drop_stale_cache`
+keeps a stamp of every kernel source beside the cache and deletes the cached kernels when
+any source differs. It runs once, when the package is imported, before any kernel is
+compiled.
 """
 
 from __future__ import annotations

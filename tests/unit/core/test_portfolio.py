@@ -100,12 +100,12 @@ def test_portfolio_fill_ledger_records_cash_and_position_after(pf: Portfolio) ->
     _fill(pf, -4, 110.0, commission=1.0)
     assert len(pf.fills) == 2
     last = pf.fills[-1]
-    assert last[3] == "A"  # asset_id
-    assert last[4] == -4  # signed quantity
-    assert last[5] == 110.0  # price
-    assert last[9] == pytest.approx(40.0)  # realized
-    assert last[11] == pytest.approx(10_000.0 - 1_001.0 + 440.0 - 1.0)  # cash after
-    assert last[12] == 6.0  # position after
+    assert last.asset_id == "A"
+    assert last.quantity == -4  # signed
+    assert last.price == 110.0
+    assert last.realized_pnl == pytest.approx(40.0)
+    assert last.cash_after == pytest.approx(10_000.0 - 1_001.0 + 440.0 - 1.0)
+    assert last.position_after == 6.0
 
 
 def test_portfolio_equity_uses_price_of(pf: Portfolio) -> None:

@@ -54,8 +54,8 @@ class EventRunner:
         """Run every block of the clock through the loop, marking the books per block."""
         clock, strategy = run.clock, run.strategy
         pf = run.broker.portfolio
-        marker = run.marker
-        assert marker is not None
+        books = run.books
+        assert books is not None
         self._progress = progress
         if self.batch:
             strategy._batch_view = BatchView(  # type: ignore[attr-defined]
@@ -92,7 +92,7 @@ class EventRunner:
                 self._end_session(state.last_ts)
                 state.closed = True
             run.ts_parts.append(block.ts)
-            marker.mark_block(block, pf.fills, n)
+            books.mark_block(block, pf.fills, n)
             self.block_marked = True
             pf.trades.checkpoint(int(block.ts[-1]))
         if state.day is not None:
@@ -102,13 +102,13 @@ class EventRunner:
     def salvage(self, run: Run) -> bool:
         """Mark the books up to the failing timestamp and close open trades there."""
         clock, block = run.clock, self.block
-        marker = run.marker
-        assert marker is not None
+        books = run.books
+        assert books is not None
         if block is not None and not self.block_marked:
             # the failing timestamp is included: its fills happened and are in the ledger
             done = run.chunk.ts_index0 + clock.i + 1 if run.chunk is not None else 0
             run.ts_parts.append(block.ts[:done])
-            marker.mark_block(block, run.broker.portfolio.fills, done)
+            books.mark_block(block, run.broker.portfolio.fills, done)
         rows = sum(part.shape[0] for part in run.ts_parts)
         if rows:
             # open positions become open trades marked at the prices of the last row of

@@ -46,21 +46,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from .portfolio import (
-    L_AMOUNT,
-    L_AVG_AFTER,
-    L_CODE,
-    L_COMMISSION,
-    L_INDEX,
-    L_KIND,
-    L_ORDER,
-    L_PRICE,
-    L_QTY,
-    L_QTY_AFTER,
-    L_TAG,
-    L_TS,
-    Ledger,
-)
+from .ledger import Ledger
 
 __all__ = ["EXIT_TRADE_SCHEMA", "exit_trade_columns"]
 
@@ -125,14 +111,14 @@ def exit_trade_columns(
         One numpy array or polars Series per column, rows in exit order (ledger order),
         open exit trades last in ``trade_id`` order.
     """
-    kind = ledger.column(L_KIND)
+    kind = ledger.column("kind")
     rows = np.flatnonzero(is_fill)
     others = np.flatnonzero(~is_fill)
     if others.shape[0]:
         splits = others[np.asarray([kind[j] == "split" for j in others.tolist()], dtype=bool)]
         if splits.shape[0]:
             rows = np.sort(np.concatenate([rows, splits]))
-    code_all = ledger.column(L_CODE)
+    code_all = ledger.column("code")
     keys = code_all[rows]
     if len(asset_ids) <= 1 << 16:
         keys = keys.astype(np.uint16)  # numpy radix-sorts 16-bit keys
@@ -141,10 +127,10 @@ def exit_trade_columns(
     code = code_all[r]
     split = ~is_fill[r]
     fill = is_fill[r]
-    signed = ledger.column(L_QTY)[r]
-    comm = ledger.column(L_COMMISSION)[r]
-    new = ledger.column(L_QTY_AFTER)[r]
-    avg_after = ledger.column(L_AVG_AFTER)[r]
+    signed = ledger.column("quantity")[r]
+    comm = ledger.column("commission")[r]
+    new = ledger.column("position_after")[r]
+    avg_after = ledger.column("avg_cost_after")[r]
     first = np.ones(n, dtype=bool)
     first[1:] = code[1:] != code[:-1]
     old = np.empty(n)
@@ -162,10 +148,10 @@ def exit_trade_columns(
     if sp.shape[0]:
         # a split's cash-settled remainder (post-split units): cash / (price x multiplier)
         mult_sp = np.asarray(multiplier, dtype=np.float64)[code[sp]]
-        per_unit = ledger.column(L_PRICE)[r[sp]] * mult_sp
+        per_unit = ledger.column("price")[r[sp]] * mult_sp
         fut = np.asarray(is_future, dtype=bool)[code[sp]]
         with np.errstate(divide="ignore", invalid="ignore"):
-            cash = np.abs(ledger.column(L_AMOUNT)[r[sp]])
+            cash = np.abs(ledger.column("amount")[r[sp]])
             rem_sp = np.where(~fut & (per_unit != 0), cash / per_unit, 0.0)
         paid = np.isfinite(rem_sp) & (rem_sp > 0)
         ex = np.sort(np.concatenate([ex, sp[paid]]))
@@ -197,7 +183,7 @@ def exit_trade_columns(
     n_seg = open_pos.shape[0]
     trade_id = np.empty(n_seg, dtype=np.int64)
     trade_id[np.argsort(r[open_pos])] = np.arange(n_seg, dtype=np.int64)
-    ts_all, index_all = ledger.column(L_TS), ledger.column(L_INDEX)
+    ts_all, index_all = ledger.column("timestamp"), ledger.column("ts_index")
     seg_ts = ts_all[r[open_pos]]
     seg_index = index_all[r[open_pos]]
     ex_seg = seg[ex] - flip[ex]  # the closing part of a flip ends the previous round trip
@@ -232,14 +218,14 @@ def exit_trade_columns(
     ex, ex_seg, x_split = ex[by_time], ex_seg[by_time], x_split[by_time]
     q, basis, x_exit, x_entry = q[by_time], basis[by_time], x_exit[by_time], x_entry[by_time]
     direction = np.where(old_long[ex], 1.0, -1.0)
-    exit_price = ledger.column(L_PRICE)[r[ex]]
-    tags = ledger.column(L_TAG)
+    exit_price = ledger.column("price")[r[ex]]
+    tags = ledger.column("tag")
     reasons = (
         pl.Series([tags[row] for row in r[ex].tolist()], dtype=pl.String)
         .fill_null("signal")
         .scatter(np.flatnonzero(x_split), "split_cash_in_lieu")
     )
-    order_ids = ledger.column(L_ORDER)[r[ex]]
+    order_ids = ledger.column("order_id")[r[ex]]
     x_ts = ts_all[r[ex]]
     x_index = index_all[r[ex]]
 

@@ -108,9 +108,9 @@ def _result(run: Run, elapsed: float, complete: bool) -> BacktestResult:
         provenance=run.setup.provenance(),
         records=run.records,
     )
-    assert run.marker is not None
+    assert run.books is not None
     # user code -> BacktestEngine.run -> execute -> _result -> build_result
-    return build_result(record, run.ts_parts, run.marker.arrays(), elapsed, complete, stacklevel=4)
+    return build_result(record, run.ts_parts, run.books.arrays(), elapsed, complete, stacklevel=4)
 
 
 def wrap_error(run: Run, exc: Exception, partial: Any) -> Exception:

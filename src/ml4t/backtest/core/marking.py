@@ -15,16 +15,17 @@ import numpy as np
 from .data import Block
 
 if TYPE_CHECKING:
-    from .portfolio import Ledger
+    from .ledger import Ledger
 
-__all__ = ["Marker"]
-
-# fill ledger tuple layout (see Portfolio)
-F_TS_INDEX, F_CODE, F_CASH_AFTER, F_QTY_AFTER, F_AVG_AFTER, F_ACCRUED_AFTER = 1, 10, 11, 12, 15, 16
+__all__ = ["TimestampBooks"]
 
 
-class Marker:
-    """Accumulate per-timestamp books block by block."""
+class TimestampBooks:
+    """The books after every timestamp, built block by block from the fill ledger.
+
+    Per timestamp: cash, accrued dividends, the net and signed value of positions, gross
+    exposure and the number of positions (:meth:`arrays`).
+    """
 
     def __init__(
         self,
@@ -57,17 +58,17 @@ class Marker:
             return
         k0 = self.k0
         start = self.fill_pos
-        at = fills.column(F_TS_INDEX, start)
+        at = fills.column("ts_index", start)
         j = start + int(np.searchsorted(at, k0 + T, side="left"))
         self.fill_pos = j
         steps = np.arange(T)
         if j > start:
-            f_t = fills.column(F_TS_INDEX, start, j) - k0
-            f_code = fills.column(F_CODE, start, j)
-            f_cash = fills.column(F_CASH_AFTER, start, j)
-            f_qty = fills.column(F_QTY_AFTER, start, j)
-            f_avg = fills.column(F_AVG_AFTER, start, j)
-            f_acc = fills.column(F_ACCRUED_AFTER, start, j)
+            f_t = fills.column("ts_index", start, j) - k0
+            f_code = fills.column("code", start, j)
+            f_cash = fills.column("cash_after", start, j)
+            f_qty = fills.column("position_after", start, j)
+            f_avg = fills.column("avg_cost_after", start, j)
+            f_acc = fills.column("accrued_after", start, j)
             cash = _step(f_t, f_cash, self.cash, steps)
             accrued = _step(f_t, f_acc, self.accrued, steps)
         else:

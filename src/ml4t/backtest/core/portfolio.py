@@ -11,76 +11,16 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-import numpy as np
-
+from .ledger import Ledger, LedgerRow
 from .orders import round_to_lot
 from .trades import TradeTracker
 
 __all__ = ["Portfolio"]
 
 _EPS = 1e-12
-
-
-#: ledger tuple layout (one tuple per fill or account event)
-L_TS, L_INDEX, L_ORDER, L_ASSET, L_QTY, L_PRICE, L_COMMISSION, L_SLIPPAGE, L_TAG = range(9)
-L_REALIZED, L_CODE, L_CASH_AFTER, L_QTY_AFTER, L_IMPACT, L_KIND, L_AVG_AFTER = range(9, 16)
-L_ACCRUED_AFTER, L_REASON, L_AMOUNT = 16, 17, 18
-
-
-_LEDGER_INTS = frozenset((L_TS, L_INDEX, L_ORDER, L_CODE))
-_LEDGER_OBJECTS = frozenset((L_ASSET, L_TAG, L_KIND, L_REASON))
-LEDGER_WIDTH = 19
-
-
-class Ledger:
-    """Fills and account events, column by column (``L_*`` indices; numbers in ``array``).
-
-    Rows are appended as tuples in the ``L_*`` layout (:meth:`append`) or as whole
-    columns (:meth:`extend_columns`); :meth:`column` returns one column (a numpy view for
-    numbers). Indexing and iteration give row tuples.
-    """
-
-    def __init__(self) -> None:
-        self.columns: list[Any] = [
-            array("q") if i in _LEDGER_INTS else [] if i in _LEDGER_OBJECTS else array("d")
-            for i in range(LEDGER_WIDTH)
-        ]
-        self._appenders = [c.append for c in self.columns]
-
-    def append(self, row: tuple[Any, ...]) -> None:
-        """Append one row (a tuple in the ``L_*`` layout)."""
-        for append, value in zip(self._appenders, row, strict=True):
-            append(value)
-
-    def extend_columns(self, columns: Sequence[Any]) -> None:
-        """Append many rows given as one sequence per column (``L_*`` order)."""
-        for col, values in zip(self.columns, columns, strict=True):
-            if isinstance(col, array) and isinstance(values, np.ndarray):
-                dtype = np.int64 if col.typecode == "q" else np.float64
-                col.frombytes(np.ascontiguousarray(values, dtype=dtype).tobytes())
-            else:
-                col.extend(values)
-
-    def column(self, index: int, start: int = 0, stop: int | None = None) -> Any:
-        """Return rows ``start:stop`` of column ``index``: a numpy copy for numbers, else a
-        list (a copy, so the ledger's buffers stay free to grow)."""
-        col = self.columns[index]
-        if isinstance(col, array):
-            dtype = np.int64 if col.typecode == "q" else np.float64
-            return np.frombuffer(col, dtype=dtype)[start:stop].copy()
-        return col[start:stop]
-
-    def __len__(self) -> int:
-        return len(self.columns[L_TS])
-
-    def __getitem__(self, j: int) -> tuple[Any, ...]:
-        return tuple(c[j] for c in self.columns)
-
-    def __iter__(self) -> Iterator[tuple[Any, ...]]:
-        return (self[j] for j in range(len(self)))
 
 
 class Portfolio:
@@ -101,9 +41,9 @@ class Portfolio:
 
     Notes
     -----
-    The ledger (``fills``) holds one tuple per fill (kind ``"fill"``) and per account
-    event (``"split"``, ``"dividend_ex"``, ``"dividend_paid"``, ``"borrow_fee"``); the
-    layout is given by the ``L_*`` constants. Dividends are accrued at the ex-date
+    The ledger (``fills``) holds one :class:`~.ledger.LedgerRow` per fill (kind
+    ``"fill"``) and per account event (``"split"``, ``"dividend_ex"``,
+    ``"dividend_paid"``, ``"borrow_fee"``). Dividends are accrued at the ex-date
     (``accrued``, part of equity) and moved to cash at the pay date.
     """
 
@@ -177,7 +117,8 @@ class Portfolio:
 
     def equity(self) -> float:
         """Return cash plus accrued dividends plus the net value of all positions."""
-        return self.cash + self.accrued + self.mark()[0]
+        net, _ = self.mark()
+        return self.cash + self.accrued + net
 
     def unrealized_pnl(self, code: int) -> float:
         """Return the unrealized P&L of one asset at its last price."""
@@ -235,27 +176,28 @@ class Portfolio:
         self.total_impact += impact
         asset_id = self.asset_ids[code]
         self._set_held(code, asset_id, new)
+        # positional, in field order: keyword arguments cost ~0.7 us on every fill
         self.fills.append(
-            (
-                ts_ns,
-                ts_index,
-                order.order_id,
-                asset_id,
-                signed_qty,
-                price,
-                commission,
-                slippage,
-                order.tag,
-                realized,
-                code,
-                self.cash,
-                new,
-                impact,
-                "fill",
-                self.avg_cost[code],
-                self.accrued,
-                reason,
-                0.0,
+            LedgerRow(
+                ts_ns,  # timestamp
+                ts_index,  # ts_index
+                order.order_id,  # order_id
+                asset_id,  # asset_id
+                signed_qty,  # quantity
+                price,  # price
+                commission,  # commission
+                slippage,  # slippage
+                order.tag,  # tag
+                realized,  # realized_pnl
+                code,  # code
+                self.cash,  # cash_after
+                new,  # position_after
+                impact,  # impact
+                "fill",  # kind
+                self.avg_cost[code],  # avg_cost_after
+                self.accrued,  # accrued_after
+                reason,  # reason
+                0.0,  # amount
             )
         )
         self.trades.on_fill(
@@ -294,26 +236,26 @@ class Portfolio:
         if abs(self.accrued) < 1e-9:
             self.accrued = 0.0
         self.fills.append(
-            (
-                ts_ns,
-                ts_index,
-                -1,
-                self.asset_ids[code],
-                qty_change,
-                price,
-                0.0,
-                0.0,
-                None,
-                0.0,
-                code,
-                self.cash,
-                self.qty[code],
-                0.0,
-                kind,
-                self.avg_cost[code],
-                self.accrued,
-                note,
-                cash if cash else accrued,
+            LedgerRow(
+                timestamp=ts_ns,
+                ts_index=ts_index,
+                order_id=-1,
+                asset_id=self.asset_ids[code],
+                quantity=qty_change,
+                price=price,
+                commission=0.0,
+                slippage=0.0,
+                tag=None,
+                realized_pnl=0.0,
+                code=code,
+                cash_after=self.cash,
+                position_after=self.qty[code],
+                impact=0.0,
+                kind=kind,
+                avg_cost_after=self.avg_cost[code],
+                accrued_after=self.accrued,
+                reason=note,
+                amount=cash if cash else accrued,
             )
         )
 

@@ -10,19 +10,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args, get_type_hints
 
 import numpy as np
 import polars as pl
 
 from .exit_trades import EXIT_TRADE_SCHEMA, exit_trade_columns
 from .metrics import compute_metrics
+from .orders import OrderRecord
 from .records import records_frame
 from .run_warnings import emit_run_warnings, order_warnings, unfilled_counts
 
 if TYPE_CHECKING:
     from .clock import Clock
-    from .orders import OrderRecord
+    from .ledger import LedgerRow
     from .portfolio import Portfolio
     from .trades import ClosedTrades
 
@@ -274,50 +275,34 @@ def build_result(
             }
         )
     ledger = pf.fills
-    is_fill = np.asarray([k == "fill" for k in ledger.column(14)], dtype=bool)
+    is_fill = np.asarray([k == "fill" for k in ledger.column("kind")], dtype=bool)
     fill_rows = np.flatnonzero(is_fill)
 
-    def col(i: int, rows: np.ndarray = fill_rows) -> Any:
-        values = ledger.column(i)
+    def col(field: str, rows: np.ndarray = fill_rows) -> Any:
+        values = ledger.column(field)
         if isinstance(values, np.ndarray):
             return values[rows]
         return [values[r] for r in rows.tolist()]
 
-    signed = col(4)
+    signed = col("quantity")
     fills_df = pl.DataFrame(
         {
-            "timestamp": _dt(col(0), tz),
-            "order_id": pl.Series(col(2), dtype=pl.Int64),
-            "asset_id": pl.Series(col(3), dtype=pl.String),
+            "timestamp": _dt(col("timestamp"), tz),
+            "order_id": pl.Series(col("order_id"), dtype=pl.Int64),
+            "asset_id": pl.Series(col("asset_id"), dtype=pl.String),
             "side": pl.Series(np.where(signed > 0, "buy", "sell"), dtype=pl.String),
             "quantity": pl.Series(np.abs(signed), dtype=pl.Float64),
-            "price": pl.Series(col(5), dtype=pl.Float64),
-            "commission": pl.Series(col(6), dtype=pl.Float64),
-            "slippage": pl.Series(col(7), dtype=pl.Float64),
-            "impact": pl.Series(col(13), dtype=pl.Float64),
-            "tag": pl.Series(col(8), dtype=pl.String),
-            "realized_pnl": pl.Series(col(9), dtype=pl.Float64),
-            "reason": pl.Series(col(17), dtype=pl.String),
+            "price": pl.Series(col("price"), dtype=pl.Float64),
+            "commission": pl.Series(col("commission"), dtype=pl.Float64),
+            "slippage": pl.Series(col("slippage"), dtype=pl.Float64),
+            "impact": pl.Series(col("impact"), dtype=pl.Float64),
+            "tag": pl.Series(col("tag"), dtype=pl.String),
+            "realized_pnl": pl.Series(col("realized_pnl"), dtype=pl.Float64),
+            "reason": pl.Series(col("reason"), dtype=pl.String),
         }
     ).with_columns((pl.col("quantity") * pl.col("price")).alias("value"))
     account_df = _account_frame([ledger[r] for r in np.flatnonzero(~is_fill).tolist()], tz)
-    log = run.orders
-    orders_df = pl.DataFrame(
-        {
-            "timestamp": _dt([o[0] for o in log], tz),
-            "order_id": pl.Series([o[1] for o in log], dtype=pl.Int64),
-            "asset_id": pl.Series([o[2] for o in log], dtype=pl.String),
-            "side": pl.Series([o[3] for o in log], dtype=pl.String),
-            "quantity": pl.Series([o[4] for o in log], dtype=pl.Float64),
-            "order_type": pl.Series([o[5] for o in log], dtype=pl.String),
-            "limit_price": pl.Series([o[6] for o in log], dtype=pl.Float64),
-            "stop_price": pl.Series([o[7] for o in log], dtype=pl.Float64),
-            "time_in_force": pl.Series([o[8] for o in log], dtype=pl.String),
-            "event": pl.Series([o[9] for o in log], dtype=pl.String),
-            "reason": pl.Series([o[10] for o in log], dtype=pl.String),
-            "tag": pl.Series([o[11] for o in log], dtype=pl.String),
-        }
-    )
+    orders_df = _orders_frame(run.orders, tz)
     trades_df = _trades_frame(
         pf.trades.closed, clock.signal_names, list(run.context_names), tz, pf.trades.bulk
     )
@@ -412,21 +397,51 @@ def _exit_trades_frame(columns: dict[str, Any] | None, tz: str | None) -> pl.Dat
     )
 
 
-def _account_frame(events: list[tuple[Any, ...]], tz: str | None) -> pl.DataFrame:
+def _account_frame(events: list[LedgerRow], tz: str | None) -> pl.DataFrame:
     """Return the account events (ledger entries that are not fills) as a frame."""
     return pl.DataFrame(
         {
-            "timestamp": _dt([e[0] for e in events], tz),
-            "asset_id": pl.Series([e[3] for e in events], dtype=pl.String),
-            "event": pl.Series([e[14] for e in events], dtype=pl.String),
-            "quantity_change": pl.Series([e[4] for e in events], dtype=pl.Float64),
-            "price": pl.Series([e[5] for e in events], dtype=pl.Float64),
-            "amount": pl.Series([e[18] for e in events], dtype=pl.Float64),
-            "cash_after": pl.Series([e[11] for e in events], dtype=pl.Float64),
-            "position_after": pl.Series([e[12] for e in events], dtype=pl.Float64),
-            "note": pl.Series([e[17] for e in events], dtype=pl.String),
+            "timestamp": _dt([e.timestamp for e in events], tz),
+            "asset_id": pl.Series([e.asset_id for e in events], dtype=pl.String),
+            "event": pl.Series([e.kind for e in events], dtype=pl.String),
+            "quantity_change": pl.Series([e.quantity for e in events], dtype=pl.Float64),
+            "price": pl.Series([e.price for e in events], dtype=pl.Float64),
+            "amount": pl.Series([e.amount for e in events], dtype=pl.Float64),
+            "cash_after": pl.Series([e.cash_after for e in events], dtype=pl.Float64),
+            "position_after": pl.Series([e.position_after for e in events], dtype=pl.Float64),
+            "note": pl.Series([e.reason for e in events], dtype=pl.String),
         }
     )
+
+
+def _orders_frame(records: Sequence[OrderRecord], tz: str | None) -> pl.DataFrame:
+    """Return the orders log as a frame: one column per :class:`OrderRecord` field.
+
+    Columns are named after the fields (``timestamp_ns`` becomes the datetime column
+    ``timestamp``) and typed by the fields' annotations.
+    """
+    fields = OrderRecord._fields
+    values = [list(c) for c in zip(*records, strict=True)] if records else [[] for _ in fields]
+    data: dict[str, pl.Series] = {}
+    for field, column in zip(fields, values, strict=True):
+        if field == "timestamp_ns":
+            data["timestamp"] = _dt(column, tz)
+        else:
+            data[field] = pl.Series(column, dtype=_ORDER_DTYPES[field])
+    return pl.DataFrame(data)
+
+
+def _polars_dtype(hint: Any) -> Any:
+    """The polars dtype of a field annotated ``int``, ``float`` or ``str`` (or ``| None``)."""
+    kinds = get_args(hint) or (hint,)
+    for kind, dtype in ((int, pl.Int64), (float, pl.Float64), (str, pl.String)):
+        if kind in kinds:
+            return dtype
+    raise TypeError(f"no polars dtype for {hint!r}")
+
+
+#: :class:`OrderRecord` field -> its ``orders_df`` dtype
+_ORDER_DTYPES = {f: _polars_dtype(h) for f, h in get_type_hints(OrderRecord).items()}
 
 
 def _trades_frame(

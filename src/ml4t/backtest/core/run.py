@@ -25,7 +25,7 @@ from .culprit import PluginBlame
 from .data import Chunk, Feed, row_of
 from .events import TradeEvent
 from .history import History
-from .marking import Marker
+from .marking import TimestampBooks
 from .records import check_record_name
 from .strategy import Strategy
 from .trades import TRADE_COLUMNS, OpenTrade
@@ -100,7 +100,7 @@ class Run:
         self.run_info: dict[str, Any] = {"mode": self.mode}
         #: what the runner has booked: timestamps per block and the marked books
         self.ts_parts: list[np.ndarray] = []
-        self.marker: Marker | None = None
+        self.books: TimestampBooks | None = None
         self.span = (0, 1)
         self.outside_session_bars = 0
         self.outside_first: str | None = None
@@ -254,7 +254,7 @@ class Run:
         if type(strategy).on_trade is not Strategy.on_trade:
             pf.trades.listener = self._trade_changed
         clock.override_ns, clock.base_index, clock.i = -1, 0, 0
-        self.marker = Marker(pf.initial_cash, pf.mult, pf.is_future)
+        self.books = TimestampBooks(pf.initial_cash, pf.mult, pf.is_future)
 
     def close_open_trades(self, last_ts: int, last_row: int) -> None:
         """Mark positions still open as open trades at the prices of the books' last row."""

@@ -12,11 +12,11 @@ from __future__ import annotations
 import math
 from array import array
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-__all__ = ["ClosedTrades", "OpenTrade", "TradeTracker", "closed_columns"]
+__all__ = ["ClosedTrades", "OpenTrade", "TradeArrays", "TradeTracker", "closed_columns"]
 
 #: closed-trade columns in frame order; ``_``-prefixed ones hold snapshot mappings
 TRADE_COLUMNS = (
@@ -344,25 +344,58 @@ class _SplitExit:
 _SPLIT = _SplitExit()
 
 
+class TradeArrays(NamedTuple):
+    """Closed round trips as arrays, one element per trade (what :func:`closed_columns`
+    reads): the running totals :class:`OpenTrade` keeps, at the close."""
+
+    trade_id: np.ndarray
+    code: np.ndarray
+    #: 1 long, -1 short
+    direction: np.ndarray
+    #: timestamp indices and timestamps (ns) of the first entry and of the closing exit
+    entry_index: np.ndarray
+    exit_index: np.ndarray
+    entry_ts: np.ndarray
+    exit_ts: np.ndarray
+    entry_qty: np.ndarray
+    entry_value: np.ndarray
+    entry_commission: np.ndarray
+    entry_slippage: np.ndarray
+    exit_qty: np.ndarray
+    exit_value: np.ndarray
+    exit_commission: np.ndarray
+    exit_slippage: np.ndarray
+    #: the highest high and lowest low over the trade's bars
+    high: np.ndarray
+    low: np.ndarray
+
+
 def closed_columns(
-    ints: np.ndarray,
-    floats: np.ndarray,
+    trades: TradeArrays,
     asset_ids: Sequence[str],
     reasons: Sequence[str],
     mult: float = 1.0,
 ) -> dict[str, Any]:
     """Return closed trades as columns, computed as :meth:`TradeTracker._close` does.
 
-    ``ints`` rows: trade id, asset code, direction, entry index, exit index, entry ts,
-    exit ts (then order ids and the exit tag, unused here); ``floats`` rows: entry
-    quantity, entry value, entry commission, entry slippage, exit quantity, exit value,
-    exit commission, exit slippage, highest high, lowest low; ``reasons`` the exit reason
-    per trade. Element-wise numpy arithmetic in the same order as the scalar code gives
-    the same values, bit for bit.
+    ``reasons`` is the exit reason per trade. Element-wise numpy arithmetic in the same
+    order as the scalar code gives the same values, bit for bit.
     """
-    eq, ev, ec, es, xq, xv, xc, xs, hi, lo = (floats[:, j] for j in range(10))
-    d = ints[:, 2].astype(np.float64)
-    long = ints[:, 2] > 0
+    eq, ev, ec, es = (
+        trades.entry_qty,
+        trades.entry_value,
+        trades.entry_commission,
+        trades.entry_slippage,
+    )
+    xq, xv, xc, xs = (
+        trades.exit_qty,
+        trades.exit_value,
+        trades.exit_commission,
+        trades.exit_slippage,
+    )
+    hi, lo = trades.high, trades.low
+    d = trades.direction.astype(np.float64)
+    long = trades.direction > 0
     with np.errstate(divide="ignore", invalid="ignore"):
         entry_price = ev / eq
         exit_price = np.where(xq != 0, xv / np.where(xq != 0, xq, 1.0), np.nan)
@@ -378,11 +411,11 @@ def closed_columns(
         adv = np.where(adv > 0.0, 0.0, adv)
         pnl_percent = np.where(cost_basis != 0, pnl_net / cost_basis, np.nan)
         cols: dict[str, Any] = {
-            "trade_id": ints[:, 0].copy(),
-            "asset_id": [asset_ids[c] for c in ints[:, 1].tolist()],
+            "trade_id": trades.trade_id.copy(),
+            "asset_id": [asset_ids[c] for c in trades.code.tolist()],
             "direction": np.where(long, "long", "short").tolist(),
-            "entry_timestamp": ints[:, 5].copy(),
-            "exit_timestamp": ints[:, 6].copy(),
+            "entry_timestamp": trades.entry_ts.copy(),
+            "exit_timestamp": trades.exit_ts.copy(),
             "entry_price": entry_price,
             "exit_price": exit_price,
             "quantity": xq.copy(),
@@ -393,7 +426,7 @@ def closed_columns(
             "pnl_gross": pnl_gross,
             "pnl_net": pnl_net,
             "pnl_percent": pnl_percent,
-            "holding_period_bars": ints[:, 4] - ints[:, 3],
+            "holding_period_bars": trades.exit_index - trades.entry_index,
             "mfe": fav * xq * mult,
             "mae": adv * xq * mult,
             "mfe_pct": fav / entry_price,

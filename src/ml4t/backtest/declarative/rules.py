@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import ConfigError
 
-__all__ = ["ConfidenceSizer", "FixedSizer", "PercentSizer", "Rule", "TopKSizer"]
+if TYPE_CHECKING:
+    from ..builtin.risk import ExitRules
+
+__all__ = ["ConfidenceSizer", "FixedSizer", "PercentSizer", "Rule", "RuleSet", "TopKSizer"]
 
 SIGNAL_KINDS = ("signal_above", "signal_below", "signal_between")
 POSITION_KINDS = ("in_position", "not_in_position")
@@ -192,3 +195,14 @@ class TopKSizer:
 
 
 Sizer = PercentSizer | FixedSizer | ConfidenceSizer | TopKSizer
+
+
+class RuleSet(Protocol):
+    """What the compiled runner reads of a declarative strategy (its rules, not its class)."""
+
+    entry_rules: tuple[Rule, ...]
+    exit_rules: tuple[Rule, ...]
+    exit_signals: tuple[Rule, ...]
+    position_sizer: Sizer
+    exits: ExitRules | None
+    columns: tuple[str, ...]

@@ -55,6 +55,20 @@ _EXIT_FIELDS = {
 }
 
 
+#: callbacks the kernel does not call: a subclass overriding one runs on the event path
+_CALLBACKS = (
+    "on_start",
+    "before_trading_start",
+    "on_timestamp",
+    "on_market_data",
+    "on_fill",
+    "on_trade",
+    "on_order_rejected",
+    "on_order_cancelled",
+    "after_trading_end",
+)
+
+
 class SignalStrategy(BatchStrategy):
     """A strategy declared as rules, compiled into a Numba kernel when possible.
 
@@ -221,7 +235,12 @@ class SignalStrategy(BatchStrategy):
             run.note_fallback("compiled=False")
             return None
         assert isinstance(run, Run)
-        problem = kernel_problem(run, self)
+        overridden = [
+            n for n in _CALLBACKS if getattr(type(self), n) is not getattr(SignalStrategy, n)
+        ]
+        problem = (
+            f"the strategy overrides {overridden[0]}()" if overridden else kernel_problem(run, self)
+        )
         if problem is None:
             return SignalKernelRunner(self)
         if self.compiled:
