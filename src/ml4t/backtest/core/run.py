@@ -86,7 +86,10 @@ class RunSetup:
 
 
 class Run:
-    """A run in progress: the services strategies and runners use, and its lifecycle."""
+    """A run in progress: its state and the services strategies and runners use.
+
+    The lifecycle that drives it is :func:`ml4t.backtest.core.loop.execute`.
+    """
 
     def __init__(self, setup: RunSetup) -> None:
         self.setup = setup
@@ -232,7 +235,7 @@ class Run:
         """Forward a cancellation or expiry to the strategy."""
         self.strategy.on_order_cancelled(order, reason)
 
-    # --- the lifecycle -------------------------------------------------------------------
+    # --- set-up and bookkeeping ------------------------------------------------------------
     def prepare(self, progress: Progress | None) -> None:
         """Set up the run: context, windows, calendar, broker books, history, clock."""
         clock, broker = self.clock, self.broker
