@@ -36,7 +36,7 @@ class EventRunner:
     """Run a strategy bar by bar (``Strategy``) or timestamp by timestamp (``BatchStrategy``)."""
 
     def __init__(self, run: Run) -> None:
-        self.run_ = run
+        self._run = run
         self.batch = isinstance(run.strategy, BatchStrategy)
         # a strategy that could run in a kernel but does not is on "the event path"
         fallback = "fallback_reason" in run.run_info
@@ -120,7 +120,7 @@ class EventRunner:
 
     def _run_chunk(self, chunk: Chunk) -> None:
         """Run the per-bar loop over one chunk (the hot path)."""
-        run, state = self.run_, self.state
+        run, state = self._run, self.state
         clock, broker, context = run.clock, run.broker, run.context
         run.chunk = chunk
         clock.chunk_ts = ts_list = chunk.ts
@@ -188,14 +188,14 @@ class EventRunner:
     # --- sessions ------------------------------------------------------------------------
     def _keys(self, ts: np.ndarray) -> list[int]:
         """Return the session key of each timestamp (calendar day, or session index)."""
-        run = self.run_
+        run = self._run
         if run.calendar is None:
             return calendar_day_keys(ts, run.clock.timezone).tolist()  # type: ignore[no-any-return]
         return run.calendar.assign(ts)[0].tolist()  # type: ignore[no-any-return]
 
     def _chunk_keys(self, chunk: Chunk) -> list[int]:
         """Return the session keys of a chunk's timestamps, reporting bars outside them."""
-        run = self.run_
+        run = self._run
         ts = chunk.block.ts[chunk.ts_index0 : chunk.ts_index0 + len(chunk.ts)]
         if run.calendar is None:
             return calendar_day_keys(ts, run.clock.timezone).tolist()  # type: ignore[no-any-return]
@@ -213,7 +213,7 @@ class EventRunner:
         return keys.tolist()  # type: ignore[no-any-return]
 
     def _new_session(self, ts: int, key: int) -> None:
-        run, state = self.run_, self.state
+        run, state = self._run, self.state
         if state.day is not None and not state.closed:
             self._end_session(state.last_ts)
         state.day = key
@@ -238,7 +238,7 @@ class EventRunner:
             run.session_ts = None
 
     def _end_session(self, last_ts: int) -> None:
-        run = self.run_
+        run = self._run
         run.session_ts = last_ts
         run.clock.override_ns = last_ts
         run.broker.end_session(last_ts)
