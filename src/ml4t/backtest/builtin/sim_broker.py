@@ -28,7 +28,7 @@ from ..core.assets import AssetRegistry
 from ..core.broker import BrokerListener
 from ..core.clock import Clock
 from ..core.data import Chunk, row_of
-from ..core.orders import OrderRecord, OrderType, TimeInForce
+from ..core.orders import OrderType, TimeInForce
 from ..core.portfolio import Portfolio
 from ..errors import ConfigError
 from ..markers import hookimpl
@@ -214,7 +214,7 @@ class SimulationBroker(OrderEntry, FillMixin, FillTermsMixin, OrderLinks):
         self._next_id = 0
         self._listener: BrokerListener | None = None
         self._clock: Clock | None = None
-        self.order_log: list[OrderRecord] = []
+        self.order_log: list[tuple[Any, ...]] = []
         self.portfolio = Portfolio(self.config.initial_cash, [])
 
     if TYPE_CHECKING:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from .clock import Clock
     from .data import Chunk
-    from .orders import Order, OrderRecord
+    from .orders import Order
     from .portfolio import Portfolio
 
 __all__ = [
@@ -219,8 +219,13 @@ class Broker(OrderPort, Protocol):
         """Expire orders whose time in force ends with the session ending at ``last_ts_ns``."""
         ...
 
-    def order_records(self) -> Sequence[OrderRecord]:
-        """Return every order event so far (submitted, filled, rejected, ...), in order."""
+    def order_records(self) -> Sequence[tuple[Any, ...]]:
+        """Return every order event so far (submitted, filled, rejected, ...), in order.
+
+        Each row is an :class:`~ml4t.backtest.OrderRecord` or a plain tuple of its fields
+        in the same order. Plain tuples suit a long log: Python's garbage collector stops
+        tracking a plain tuple of plain values but never a named tuple.
+        """
         ...
 
     def settings(self) -> dict[str, Any]:

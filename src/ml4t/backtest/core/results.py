@@ -9,6 +9,7 @@ from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args, get_type_hints
 
@@ -34,8 +35,9 @@ __all__ = ["BacktestResult", "RunRecord", "build_result"]
 class RunRecord:
     """What a run hands to :func:`build_result` besides its books.
 
-    ``orders`` are the broker's order records, ``provenance`` the plugins to record in
-    the metadata, ``price_of`` the latest close of an asset code (for open positions).
+    ``orders`` are the broker's order records (rows in :class:`OrderRecord` field order),
+    ``provenance`` the plugins to record in the metadata, ``price_of`` the latest close of
+    an asset code (for open positions).
     """
 
     name: str
@@ -44,7 +46,7 @@ class RunRecord:
     portfolio: Portfolio
     context_names: tuple[str, ...]
     price_of: Callable[[int], float]
-    orders: Sequence[OrderRecord]
+    orders: Sequence[tuple[Any, ...]]
     broker_settings: dict[str, Any]
     broker_metrics: dict[str, Any]
     feeds: list[str]
@@ -414,16 +416,17 @@ def _account_frame(events: list[LedgerRow], tz: str | None) -> pl.DataFrame:
     )
 
 
-def _orders_frame(records: Sequence[OrderRecord], tz: str | None) -> pl.DataFrame:
+def _orders_frame(records: Sequence[tuple[Any, ...]], tz: str | None) -> pl.DataFrame:
     """Return the orders log as a frame: one column per :class:`OrderRecord` field.
 
     Columns are named after the fields (``timestamp_ns`` becomes the datetime column
     ``timestamp``) and typed by the fields' annotations.
     """
-    fields = OrderRecord._fields
-    values = [list(c) for c in zip(*records, strict=True)] if records else [[] for _ in fields]
     data: dict[str, pl.Series] = {}
-    for field, column in zip(fields, values, strict=True):
+    for position, field in enumerate(OrderRecord._fields):
+        # one pass per field: zip(*records) would make an iterator per record, enough
+        # garbage-collected objects to set off full collections on a long log
+        column = list(map(itemgetter(position), records))
         if field == "timestamp_ns":
             data["timestamp"] = _dt(column, tz)
         else:

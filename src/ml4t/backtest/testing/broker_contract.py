@@ -281,7 +281,11 @@ class BrokerContract:
         expected = probe.notes["cash"] - (fill.quantity * fill.price + fill.commission)
         assert _close(cash, expected), f"cash after the fill {cash}, expected {expected}"
         assert qty == 10, f"position after the fill {qty}, expected 10"
-        records = [r for r in out.broker.order_records() if r.order_id == order.order_id]
+        records = [
+            r
+            for r in map(OrderRecord._make, out.broker.order_records())
+            if r.order_id == order.order_id
+        ]
         for rec in out.broker.order_records():
             check_record(rec)
         assert "filled" in [r.event for r in records], f"no 'filled' record: {records}"
@@ -595,9 +599,16 @@ def protocol_members() -> list[str]:
     return sorted(names)
 
 
-def check_record(rec: Any) -> None:
-    """Check an ``order_records()`` row: an :class:`OrderRecord` with fields of the right types."""
-    assert isinstance(rec, OrderRecord), f"order_records() rows must be OrderRecord, got {rec!r}"
+def check_record(row: Any) -> None:
+    """Check an ``order_records()`` row: :class:`OrderRecord`'s fields, of the right types.
+
+    A row is an ``OrderRecord`` or a plain tuple of its fields in the same order.
+    """
+    width = len(OrderRecord._fields)
+    assert isinstance(row, tuple) and len(row) == width, (
+        f"order_records() rows must be OrderRecords or tuples of its {width} fields, got {row!r}"
+    )
+    rec = OrderRecord._make(row)
     assert _integer(rec.timestamp_ns) and _integer(rec.order_id), rec
     assert isinstance(rec.event, str) and rec.event, rec
     for name in ("asset_id", "side", "order_type", "time_in_force", "reason", "tag"):
