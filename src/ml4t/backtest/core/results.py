@@ -9,6 +9,7 @@ from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args, get_type_hints
 
@@ -400,10 +401,11 @@ def _orders_frame(records: Sequence[OrderRecord], tz: str | None) -> pl.DataFram
     Columns are named after the fields (``timestamp_ns`` becomes the datetime column
     ``timestamp``) and typed by the fields' annotations.
     """
-    fields = OrderRecord._fields
-    values = [list(c) for c in zip(*records, strict=True)] if records else [[] for _ in fields]
     data: dict[str, pl.Series] = {}
-    for field, column in zip(fields, values, strict=True):
+    # one pass per field (zip(*records) would allocate an iterator per record, which in a
+    # long run wakes the garbage collector over every live object)
+    for position, field in enumerate(OrderRecord._fields):
+        column = list(map(itemgetter(position), records))
         if field == "timestamp_ns":
             data["timestamp"] = _dt(column, tz)
         else:
