@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ml4t.backtest import Order
+from ml4t.backtest.core.ledger import LedgerRow
 from ml4t.backtest.core.portfolio import Portfolio
 
 A, B = 0, 1
@@ -119,3 +120,31 @@ def test_portfolio_equity_uses_price_of(pf: Portfolio) -> None:
     assert pf.equity() == pytest.approx(pf.cash + net)
     assert pf.unrealized_pnl(A) == pytest.approx(100.0)
     assert pf.unrealized_pnl(B) == pytest.approx(-50.0)
+
+
+def test_portfolio_fill_row_has_every_field_in_place(pf: Portfolio) -> None:
+    # apply_fill writes a plain tuple (speed): each value must land in its LedgerRow field
+    order = Order("B", "sell", 5.0, tag="exit")
+    pf.apply_fill(B, 10.0, 20.0, 0.0, 0.0, 7, 1, Order("B", "buy", 10.0))
+    pf.apply_fill(B, -5.0, 30.0, 1.5, 0.25, 9, 2, order, impact=0.125, reason="why")
+    assert pf.fills[-1] == LedgerRow(
+        timestamp=9,
+        ts_index=2,
+        order_id=order.order_id,
+        asset_id="B",
+        quantity=-5.0,
+        price=30.0,
+        commission=1.5,
+        slippage=0.25,
+        tag="exit",
+        realized_pnl=50.0,  # 5 x (30 - 20)
+        code=B,
+        cash_after=10_000.0 - 200.0 + 150.0 - 1.5,
+        position_after=5.0,
+        impact=0.125,
+        kind="fill",
+        avg_cost_after=20.0,
+        accrued_after=0.0,
+        reason="why",
+        amount=0.0,
+    )

@@ -1,8 +1,9 @@
 """The fill ledger: one row per fill or account event, stored column by column.
 
-:class:`LedgerRow` is the ledger's layout, named once: every writer builds rows of it and
-every reader asks :meth:`Ledger.column` for a column by field name, so no position is
-written anywhere else.
+:class:`LedgerRow` is the ledger's layout, named once: readers ask :meth:`Ledger.column`
+for a column by field name and get rows as :class:`LedgerRow`; writers append rows in its
+field order (:meth:`Ledger.append`) or whole columns by field name
+(:meth:`Ledger.extend_columns`), so no position is written anywhere else.
 """
 
 from __future__ import annotations
@@ -93,8 +94,8 @@ class Ledger:
         self._floats_of = itemgetter(*(_FIELDS.index(f) for f in _FLOAT_FIELDS))
         self._objects_of = itemgetter(*(_FIELDS.index(f) for f in _OBJECT_FIELDS))
 
-    def append(self, row: LedgerRow) -> None:
-        """Append one row."""
+    def append(self, row: tuple[Any, ...]) -> None:
+        """Append one row: a :class:`LedgerRow`, or a plain tuple in its field order."""
         self._ints.extend(self._ints_of(row))
         self._floats.extend(self._floats_of(row))
         self._objects.extend(self._objects_of(row))
