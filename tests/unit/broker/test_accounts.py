@@ -292,11 +292,6 @@ def test_split_cancels_a_working_order_left_without_a_whole_lot(drive: Any) -> N
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: the cancellation is logged at the previous bar's timestamp (the clock has "
-    "not moved to the split's session yet), before the 'adjusted' row it follows",
-)
 def test_split_cancellation_is_logged_on_the_split_bar(drive: Any) -> None:
     def submit(b: Any, s: Any) -> None:
         s.state["w"] = b.submit_order(Order("A", "buy", 1, "limit", limit_price=50.0))

@@ -113,7 +113,9 @@ class AccountEvents:
             order.trail_reference_price /= ratio
             broker._log(order, "adjusted", f"{ratio:g}-for-1 split", ts)
             if order.quantity <= order.filled_quantity:
-                broker._finish(order, "cancelled", "cancelled: split left no whole lot to trade")
+                broker._finish(
+                    order, "cancelled", "cancelled: split left no whole lot to trade", ts=ts
+                )
 
     def _dividend_ex(self, code: int, key: int, amount: float, ts: int, index: int) -> None:
         pf = self.pf

@@ -225,14 +225,16 @@ class OrderEntry:
         assert self._listener is not None
         self._listener.order_rejected(order, reason)
 
-    def _finish(self, order: Order, event: str, reason: str, notify: bool = True) -> None:
+    def _finish(
+        self, order: Order, event: str, reason: str, notify: bool = True, ts: int | None = None
+    ) -> None:
         """Cancel or expire a working order and tell the strategy (not for the broker's
-        own orders)."""
+        own orders); ``ts`` stamps the orders log (default: now)."""
         working = self._pending.get(order.order_id)
         own = working is not None and working.managed is not None
         order.status = OrderStatus.EXPIRED if event == "expired" else OrderStatus.CANCELLED
         order.reason = reason
-        self._log(order, event, reason)
+        self._log(order, event, reason, ts)
         self._end(order)
         self._unlink(order)
         if notify and not own:
