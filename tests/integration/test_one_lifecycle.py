@@ -121,8 +121,8 @@ def test_on_start_runs_once_before_the_first_bar(mode: str) -> None:
     assert type(strategy).started == 1
 
 
-def test_compiled_mode_calls_signal_strategy_on_start() -> None:
-    """SignalStrategy.on_start checks the columns in the kernel mode too."""
+def test_compiled_mode_checks_the_signal_columns() -> None:
+    """The kernel mode checks the rules' columns before any bar (in on_start)."""
 
     class Missing(SignalStrategy):
         def __init__(self) -> None:

@@ -9,7 +9,7 @@ recorded again (as Zipline's ``record`` does) and null before its first record.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from numbers import Integral, Real
+from numbers import Real
 from typing import Any
 
 import numpy as np
@@ -18,7 +18,7 @@ import polars as pl
 __all__ = ["check_record_name", "records_frame"]
 
 
-def check_record_name(name: str, existing: Sequence[str] = ()) -> None:
+def check_record_name(name: str) -> None:
     """Raise ``ValueError`` for a name that cannot be a ``records_df`` column."""
     if not name.isidentifier():
         raise ValueError(f"record() names must be identifiers, got {name!r}")
@@ -51,7 +51,7 @@ def _column(name: str, entries: list[tuple[int, Any]], n: int) -> pl.Series:
     last = np.searchsorted(idx, np.arange(n), side="right") - 1
     if all(isinstance(v, bool | np.bool_) for v in values):
         dtype: Any = pl.Boolean
-    elif all(isinstance(v, Real | Integral) and not isinstance(v, bool) for v in values):
+    elif all(isinstance(v, Real) and not isinstance(v, bool) for v in values):
         dtype = pl.Float64
         values = [float(v) for v in values]
     elif all(isinstance(v, str) for v in values):
